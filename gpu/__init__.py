@@ -1,0 +1,1 @@
+"""Diffusion fill and everything CUDA. Imports torch and diffusers lazily."""
