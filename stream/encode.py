@@ -1,0 +1,288 @@
+"""Open the output (path or stdout), encode frames, and copy the other streams' packets.
+
+Audio, subtitle and data packets are copied without re-encoding and interleaved by
+time with the video, so audio stays in sync however long a scene is buffered. Video
+keeps the input's time base and every frame's pts (variable frame rate works).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import av.error
+import numpy as np
+
+from stages.base import VideoInfo
+from stream.decode import ColourTags
+from stream.errors import DownstreamClosedError, OutputError
+
+log = logging.getLogger(__name__)
+
+# Output format when writing to stdout without -f: carries any codec, audio and subtitles,
+# needs no seeking, and ffmpeg, GStreamer and players all read it from a pipe.
+DEFAULT_PIPE_FORMAT = "matroska"
+
+# Video encoder per output format when --codec is not given.
+DEFAULT_CODECS = {
+    "yuv4mpegpipe": "rawvideo",
+    "webm": "libvpx-vp9",
+    "rawvideo": "rawvideo",
+}
+DEFAULT_CODEC = "libx264"
+
+# Fragmented mp4 is the only mp4 that can be written to a pipe.
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+MP4_FAMILY = ("mp4", "mov", "ipod")
+
+# B-frames give the first frames negative decode times. These formats store them, so
+# every pts stays exactly as in the input ...
+KEEP_TIMESTAMPS = {"avoid_negative_ts": "disabled"}
+KEEPS_NEGATIVE_TS = ("matroska", "webm", "mpegts")
+# ... while nut and fragmented mp4 cannot, and would shift the video against the input
+# (fragmented mp4 even against the audio): there the encoder makes no B-frames unless
+# the user sets ``--encoder-opt bf=N``.
+NO_NEGATIVE_TS = ("nut",)
+EXTENSION_FORMATS = {
+    ".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".nut": "nut",
+    ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts",
+}
+
+
+@dataclass
+class EncoderSettings:
+    """What the user chose for the video encoder."""
+
+    codec: str | None = None
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+class _PipeWriter:
+    """stdout as a file object whose writes turn a closed reader into our own error."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+
+    def write(self, data) -> int:
+        try:
+            self._stream.write(data)
+        except (BrokenPipeError, ConnectionResetError) as err:
+            raise DownstreamClosedError("the reader of the output closed the pipe") from err
+        except ValueError as err:  # write to closed file
+            raise DownstreamClosedError("the output was closed") from err
+        return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ConnectionResetError, ValueError) as err:
+            raise DownstreamClosedError("the reader of the output closed the pipe") from err
+
+
+def _guess_format(path: str, fmt: str | None) -> str | None:
+    if fmt:
+        return fmt
+    if path == "-":
+        return DEFAULT_PIPE_FORMAT
+    return None  # from the extension
+
+
+class Sink:
+    """An output container with one encoded video stream and copied side streams."""
+
+    def __init__(
+        self,
+        path: str,
+        info: VideoInfo,
+        colour: ColourTags,
+        others: list[av.stream.Stream],
+        fmt: str | None = None,
+        settings: EncoderSettings | None = None,
+        metadata: dict[str, str] | None = None,
+        stdout: BinaryIO | None = None,
+    ):
+        self.path = path
+        self.settings = settings or EncoderSettings()
+        fmt = _guess_format(path, fmt)
+        name = fmt or EXTENSION_FORMATS.get(Path(path).suffix.lower())
+        fragmented = path == "-" and name in MP4_FAMILY
+        self._no_b_frames = fragmented or name in NO_NEGATIVE_TS
+        options = dict(FRAGMENTED_MP4) if fragmented else {}
+        if name in KEEPS_NEGATIVE_TS:
+            options.update(KEEP_TIMESTAMPS)
+        if path == "-":
+            target = _PipeWriter(stdout if stdout is not None else sys.stdout.buffer)
+        else:
+            parent = Path(path).resolve().parent
+            if not parent.is_dir():
+                raise OutputError(f"output folder does not exist: {parent}")
+            target = path
+        try:
+            self.container = av.open(target, "w", format=fmt, options=options)
+        except ValueError as err:
+            raise OutputError(f"unknown output format for {path!r} ({fmt or 'from extension'}): "
+                              f"{err}; pass -f FORMAT (e.g. -f matroska)") from err
+        except OSError as err:
+            raise OutputError(f"cannot write {path!r}: {err}") from err
+        if metadata:
+            self.container.metadata.update(metadata)
+        self.info = info
+        self.colour = colour
+        self.width = info.width + info.width % 2
+        self.height = info.height + info.height % 2
+        if (self.width, self.height) != (info.width, info.height):
+            log.warning("odd picture size %dx%d padded to %dx%d for the encoder",
+                        info.width, info.height, self.width, self.height)
+        self.video = self._add_video()
+        self._streams: dict[int, av.stream.Stream] = {}
+        for stream in others:
+            self._add_copy(stream)
+        self._pending: deque[av.Packet] = deque()
+        self.frames_written = 0
+        self._closed = False
+
+    # -- set-up ---------------------------------------------------------------------
+    def _add_video(self) -> av.video.stream.VideoStream:
+        fmt_name = self.container.format.name.split(",")[0]
+        codec = self.settings.codec or DEFAULT_CODECS.get(fmt_name, DEFAULT_CODEC)
+        rate = self.info.frame_rate or Fraction(25)
+        try:
+            stream = self.container.add_stream(codec, rate=rate)
+        except (ValueError, av.error.FFmpegError) as err:
+            raise OutputError(f"unknown video codec {codec!r}: {err}") from err
+        stream.width, stream.height = self.width, self.height
+        stream.time_base = self.info.time_base
+        ctx = stream.codec_context
+        ctx.time_base = self.info.time_base
+        ctx.framerate = rate
+        ctx.thread_type = "AUTO"
+        if self.settings.pix_fmt:
+            stream.pix_fmt = self.settings.pix_fmt
+        elif codec in ("ffv1", "rawvideo") and fmt_name != "yuv4mpegpipe":
+            stream.pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
+        else:
+            formats = {f.name for f in (ctx.codec.video_formats or [])}
+            stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else sorted(formats)[0]
+        options = {"bf": "0"} if self._no_b_frames else {}
+        options.update(self.settings.options)
+        if self.settings.crf is not None:
+            options["crf"] = str(self.settings.crf)
+        if self.settings.preset:
+            options["preset"] = self.settings.preset
+        stream.options = options
+        colour = self.colour
+        for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
+            value = getattr(colour, name)
+            if value:
+                try:
+                    setattr(ctx, name, value)
+                except (ValueError, AttributeError):
+                    log.debug("could not tag %s=%s", name, value)
+        return stream
+
+    def _add_copy(self, stream: av.stream.Stream) -> None:
+        name = stream.codec_context.name if stream.codec_context else None
+        supported = self.container.supported_codecs
+        if name and supported and name not in supported:
+            log.warning("%s stream %d (%s) cannot be stored in %s; it is left out",
+                        stream.type, stream.index, name, self.container.format.name)
+            return
+        try:
+            out = self.container.add_stream_from_template(stream)
+        except (ValueError, av.error.FFmpegError) as err:
+            log.warning("%s stream %d (%s) left out: %s", stream.type, stream.index, name, err)
+            return
+        out.time_base = stream.time_base
+        self._streams[stream.index] = out
+
+    # -- writing --------------------------------------------------------------------
+    def queue_packet(self, packet: av.Packet) -> None:
+        """Hold a side-stream packet until the video has reached its time."""
+        if packet.stream.index in self._streams:
+            self._pending.append(packet)
+
+    def _mux(self, packet: av.Packet) -> None:
+        try:
+            self.container.mux(packet)
+        except DownstreamClosedError:
+            raise
+        except BrokenPipeError as err:
+            raise DownstreamClosedError("the reader of the output closed the pipe") from err
+        except av.error.FFmpegError as err:
+            if isinstance(err.__context__, DownstreamClosedError):
+                raise err.__context__ from None
+            raise OutputError(f"writing {self.path!r} failed: {err}") from err
+
+    def _mux_side_until(self, seconds: float | None) -> None:
+        while self._pending:
+            packet = self._pending[0]
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if seconds is not None and ts is not None and packet.time_base is not None:
+                if float(ts * packet.time_base) > seconds:
+                    return
+            self._pending.popleft()
+            packet.stream = self._streams[packet.stream.index]
+            self._mux_copied(packet)
+
+    def _mux_copied(self, packet: av.Packet) -> None:
+        try:
+            self._mux(packet)
+        except OutputError as err:
+            log.warning("a copied packet could not be written and is skipped: %s", err)
+
+    def write(self, image: np.ndarray, pts: int) -> None:
+        """Encode one RGB frame at ``pts`` (input time base) and mux what comes out."""
+        if image.shape[0] != self.height or image.shape[1] != self.width:
+            image = self._fit(image)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        colour = self.colour
+        frame = frame.reformat(
+            format=self.video.pix_fmt,
+            dst_colorspace=colour.colorspace or None,
+            dst_color_range=colour.color_range or None,
+        )
+        frame.pts = pts
+        frame.time_base = self.info.time_base
+        self._encode(frame)
+        self.frames_written += 1
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        if h > self.height or w > self.width:
+            raise ValueError(f"frame {w}x{h} larger than the output {self.width}x{self.height}")
+        return np.pad(image, ((0, self.height - h), (0, self.width - w), (0, 0)), mode="edge")
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        try:
+            packets = self.video.encode(frame)
+        except av.error.FFmpegError as err:
+            raise OutputError(f"video encoder failed: {err}") from err
+        for packet in packets:
+            if packet.dts is not None:
+                self._mux_side_until(float(packet.dts * packet.time_base))
+            self._mux(packet)
+
+    def close(self, flush: bool = True) -> None:
+        """Flush the encoder and the held side packets, and write the trailer."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if flush:
+                self._encode(None)
+                self._mux_side_until(None)
+        finally:
+            try:
+                self.container.close()
+            except (av.error.FFmpegError, OSError) as err:
+                if flush:
+                    raise OutputError(f"closing {self.path!r} failed: {err}") from err
