@@ -124,9 +124,7 @@ class StageChain(Stage):
             return
         if not frames and not last:
             return
-        window = Window(
-            [f.image for f in frames], [f.pts for f in frames], scene, continues, last
-        )
+        window = Window([f.image for f in frames], [f.pts for f in frames], scene, continues, last)
         yield from self._run(i, window)
 
 
@@ -175,6 +173,6 @@ def parse_aspect(text: str) -> Fraction:
 
 
 def widened_width(width: int, height: int, aspect: Fraction, multiple: int = 2) -> int:
-    """Width for ``height`` at ``aspect``, rounded to ``multiple``, never narrower than ``width``."""
+    """Width for ``height`` at ``aspect``, rounded to ``multiple``; never below ``width``."""
     target = round(height * aspect / multiple) * multiple
     return max(target, width + (-width % multiple))

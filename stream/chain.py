@@ -15,6 +15,7 @@ the output is finished properly, so what was written plays.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -165,10 +166,8 @@ class Chain:
             error = err
             self.stop_reading.set()
             _drain(self.frames_q)
-            try:
+            with contextlib.suppress(ChainStopped):
                 self._put(self.output_q, EOF, (encoder,))
-            except ChainStopped:
-                pass
         finally:
             self._join(decoder, encoder)
         for err in (error, encoder.error, decoder.error):

@@ -257,7 +257,5 @@ class Decoder:
         info = self.source.info
         if image.shape[0] != info.height or image.shape[1] != info.width:
             # Mid-stream size change: keep one geometry for the whole output.
-            image = (
-                frame.reformat(info.width, info.height, "rgb24").to_ndarray()
-            )
+            image = frame.reformat(info.width, info.height, "rgb24").to_ndarray()
         return image

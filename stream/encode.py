@@ -1,7 +1,8 @@
 """Open the output (path or stdout), encode frames, and copy the other streams' packets.
 
-Audio, subtitle and data packets are copied without re-encoding and interleaved by
-time with the video, so audio stays in sync however long a scene is buffered. Video
+Audio, subtitle and data packets are copied without re-encoding (audio the output
+format cannot hold is re-encoded to its default codec) and interleaved by time with the
+video, so audio stays in sync however long a scene is buffered. Video
 keeps the input's time base and every frame's pts (variable frame rate works).
 """
 
@@ -37,6 +38,14 @@ DEFAULT_CODECS = {
 }
 DEFAULT_CODEC = "libx264"
 
+# Audio codecs a format takes where FFmpeg's own list is incomplete.
+EXTRA_AUDIO_CODECS = {
+    "mpegts": {"aac", "aac_latm", "mp2", "mp3", "ac3", "eac3", "opus", "dts", "truehd", "s302m"},
+}
+
+# Layout by channel count, for audio whose layout has no channel order.
+STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
+
 # Fragmented mp4 is the only mp4 that can be written to a pipe.
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 MP4_FAMILY = ("mp4", "mov", "ipod")
@@ -50,8 +59,13 @@ KEEPS_NEGATIVE_TS = ("matroska", "webm", "mpegts")
 # the user sets ``--encoder-opt bf=N``.
 NO_NEGATIVE_TS = ("nut",)
 EXTENSION_FORMATS = {
-    ".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".nut": "nut",
-    ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts",
+    ".mkv": "matroska",
+    ".mka": "matroska",
+    ".webm": "webm",
+    ".nut": "nut",
+    ".ts": "mpegts",
+    ".m2ts": "mpegts",
+    ".mts": "mpegts",
 }
 
 
@@ -86,6 +100,16 @@ class _PipeWriter:
             self._stream.flush()
         except (BrokenPipeError, ConnectionResetError, ValueError) as err:
             raise DownstreamClosedError("the reader of the output closed the pipe") from err
+
+
+def _closed_downstream(err: BaseException) -> DownstreamClosedError | None:
+    """The DownstreamClosedError behind an FFmpeg error raised from our write callback."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, DownstreamClosedError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _guess_format(path: str, fmt: str | None) -> str | None:
@@ -127,10 +151,12 @@ class Sink:
                 raise OutputError(f"output folder does not exist: {parent}")
             target = path
         try:
-            self.container = av.open(target, "w", format=fmt, options=options)
+            self.container = av.open(target, "w", format=fmt, container_options=options)
         except ValueError as err:
-            raise OutputError(f"unknown output format for {path!r} ({fmt or 'from extension'}): "
-                              f"{err}; pass -f FORMAT (e.g. -f matroska)") from err
+            raise OutputError(
+                f"unknown output format for {path!r} ({fmt or 'from extension'}): "
+                f"{err}; pass -f FORMAT (e.g. -f matroska)"
+            ) from err
         except OSError as err:
             raise OutputError(f"cannot write {path!r}: {err}") from err
         if metadata:
@@ -140,10 +166,16 @@ class Sink:
         self.width = info.width + info.width % 2
         self.height = info.height + info.height % 2
         if (self.width, self.height) != (info.width, info.height):
-            log.warning("odd picture size %dx%d padded to %dx%d for the encoder",
-                        info.width, info.height, self.width, self.height)
+            log.warning(
+                "odd picture size %dx%d padded to %dx%d for the encoder",
+                info.width,
+                info.height,
+                self.width,
+                self.height,
+            )
         self.video = self._add_video()
         self._streams: dict[int, av.stream.Stream] = {}
+        self._transcoders: dict[int, av.AudioResampler] = {}
         for stream in others:
             self._add_copy(stream)
         self._pending: deque[av.Packet] = deque()
@@ -171,7 +203,9 @@ class Sink:
             stream.pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
         else:
             formats = {f.name for f in (ctx.codec.video_formats or [])}
-            stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else sorted(formats)[0]
+            stream.pix_fmt = (
+                "yuv420p" if not formats or "yuv420p" in formats else sorted(formats)[0]
+            )
         options = {"bf": "0"} if self._no_b_frames else {}
         options.update(self.settings.options)
         if self.settings.crf is not None:
@@ -191,10 +225,19 @@ class Sink:
 
     def _add_copy(self, stream: av.stream.Stream) -> None:
         name = stream.codec_context.name if stream.codec_context else None
-        supported = self.container.supported_codecs
+        fmt_name = self.container.format.name.split(",")[0]
+        supported = self.container.supported_codecs | EXTRA_AUDIO_CODECS.get(fmt_name, set())
         if name and supported and name not in supported:
-            log.warning("%s stream %d (%s) cannot be stored in %s; it is left out",
-                        stream.type, stream.index, name, self.container.format.name)
+            if stream.type == "audio" and self.container.default_audio_codec != "none":
+                self._add_transcode(stream)
+                return
+            log.warning(
+                "%s stream %d (%s) cannot be stored in %s; it is left out",
+                stream.type,
+                stream.index,
+                name,
+                self.container.format.name,
+            )
             return
         try:
             out = self.container.add_stream_from_template(stream)
@@ -203,6 +246,53 @@ class Sink:
             return
         out.time_base = stream.time_base
         self._streams[stream.index] = out
+
+    def _add_transcode(self, stream: av.stream.Stream) -> None:
+        codec = self.container.default_audio_codec
+        ctx = stream.codec_context
+        try:
+            out = self.container.add_stream(codec, rate=ctx.sample_rate or 48000)
+            # A standard layout for the channel count ("1 channels" has no order).
+            channels = len(ctx.layout.channels) if ctx.layout else 2
+            out.layout = STANDARD_LAYOUTS.get(channels, "stereo")
+            formats = out.codec_context.codec.audio_formats or ()
+            if formats:
+                out.format = formats[0].name
+        except (ValueError, av.error.FFmpegError) as err:
+            log.warning("audio stream %d (%s) left out: %s", stream.index, ctx.name, err)
+            return
+        log.warning(
+            "audio stream %d (%s) cannot be stored in %s: re-encoded as %s",
+            stream.index,
+            ctx.name,
+            self.container.format.name,
+            codec,
+        )
+        self._streams[stream.index] = out
+        self._transcoders[stream.index] = av.AudioResampler(
+            format=out.format, layout=out.layout, rate=out.rate
+        )
+
+    def _mux_transcoded(self, packet: av.Packet, out: av.stream.Stream) -> None:
+        resampler = self._transcoders[packet.stream.index]
+        try:
+            frames = packet.decode() if packet is not None else []
+        except av.error.FFmpegError as err:
+            log.warning("undecodable audio packet skipped: %s", err)
+            return
+        for frame in frames:
+            for resampled in resampler.resample(frame):
+                for encoded in out.encode(resampled):
+                    self._mux_copied(encoded)
+
+    def _flush_transcoders(self) -> None:
+        for index, resampler in self._transcoders.items():
+            out = self._streams[index]
+            for resampled in resampler.resample(None):
+                for encoded in out.encode(resampled):
+                    self._mux_copied(encoded)
+            for encoded in out.encode(None):
+                self._mux_copied(encoded)
 
     # -- writing --------------------------------------------------------------------
     def queue_packet(self, packet: av.Packet) -> None:
@@ -218,19 +308,23 @@ class Sink:
         except BrokenPipeError as err:
             raise DownstreamClosedError("the reader of the output closed the pipe") from err
         except av.error.FFmpegError as err:
-            if isinstance(err.__context__, DownstreamClosedError):
-                raise err.__context__ from None
+            if closed := _closed_downstream(err):
+                raise closed from None
             raise OutputError(f"writing {self.path!r} failed: {err}") from err
 
     def _mux_side_until(self, seconds: float | None) -> None:
         while self._pending:
             packet = self._pending[0]
             ts = packet.dts if packet.dts is not None else packet.pts
-            if seconds is not None and ts is not None and packet.time_base is not None:
-                if float(ts * packet.time_base) > seconds:
-                    return
+            known = seconds is not None and ts is not None and packet.time_base is not None
+            if known and float(ts * packet.time_base) > seconds:
+                return
             self._pending.popleft()
-            packet.stream = self._streams[packet.stream.index]
+            out = self._streams[packet.stream.index]
+            if packet.stream.index in self._transcoders:
+                self._mux_transcoded(packet, out)
+                continue
+            packet.stream = out
             self._mux_copied(packet)
 
     def _mux_copied(self, packet: av.Packet) -> None:
@@ -265,6 +359,8 @@ class Sink:
         try:
             packets = self.video.encode(frame)
         except av.error.FFmpegError as err:
+            if closed := _closed_downstream(err):
+                raise closed from None
             raise OutputError(f"video encoder failed: {err}") from err
         for packet in packets:
             if packet.dts is not None:
@@ -280,9 +376,13 @@ class Sink:
             if flush:
                 self._encode(None)
                 self._mux_side_until(None)
+                self._flush_transcoders()
         finally:
             try:
                 self.container.close()
             except (av.error.FFmpegError, OSError) as err:
-                if flush:
+                if closed := _closed_downstream(err):
+                    if flush:
+                        raise closed from None
+                elif flush:
                     raise OutputError(f"closing {self.path!r} failed: {err}") from err

@@ -10,7 +10,9 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1  # an unexpected error inside remaster (a bug: the traceback is logged)
 EXIT_USAGE = 2  # bad command-line options
-EXIT_INPUT = 3  # input missing, unreadable, not a video, unknown format, non-streamable mp4 on stdin
+EXIT_INPUT = (
+    3  # input missing, unreadable, not a video, unknown format, non-streamable mp4 on stdin
+)
 EXIT_OUTPUT = 4  # output cannot be written: bad path, unknown format, codec/format mismatch
 EXIT_MODEL = 5  # a model (weights, CUDA) needed by the chosen options is not available
 EXIT_BROKEN_PIPE = 141  # downstream closed the pipe (128 + SIGPIPE, as shells report it)

@@ -41,7 +41,9 @@ def make_detector(name: str = "content", threshold: float | None = None) -> Scen
     try:
         cls = DETECTORS[name]
     except KeyError:
-        raise ValueError(f"unknown scene detector {name!r}; use one of {sorted(DETECTORS)}") from None
+        raise ValueError(
+            f"unknown scene detector {name!r}; use one of {sorted(DETECTORS)}"
+        ) from None
     if threshold is None:
         return cls()
     key = "adaptive_threshold" if cls is AdaptiveDetector else "threshold"
@@ -135,6 +137,7 @@ def _small(image: np.ndarray) -> np.ndarray:
     """The frame scaled down for cut detection, in BGR as PySceneDetect expects."""
     h, w = image.shape[:2]
     if w > DETECT_WIDTH:
-        image = cv2.resize(image, (DETECT_WIDTH, max(1, round(h * DETECT_WIDTH / w))),
-                           interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, (DETECT_WIDTH, max(1, round(h * DETECT_WIDTH / w))), interpolation=cv2.INTER_AREA
+        )
     return np.ascontiguousarray(image[..., ::-1])

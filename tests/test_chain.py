@@ -1,0 +1,160 @@
+"""The bounded chain: order, EOF, back-pressure, errors re-raised, threads joined."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from stages.base import Frame, Stage, Window
+from stream.chain import FRAME_QUEUE_DEPTH, OUTPUT_QUEUE_DEPTH, Chain
+from stream.scenes import SceneBuffer
+
+
+@dataclass
+class Item:
+    image: np.ndarray
+    pts: int
+
+
+class ListSource:
+    """Yields n small frames; records how far it got (for back-pressure)."""
+
+    def __init__(self, n: int, fail_at: int | None = None):
+        self.n, self.fail_at, self.produced = n, fail_at, 0
+
+    def frames(self):
+        for i in range(self.n):
+            if i == self.fail_at:
+                raise OSError("disk on fire")
+            self.produced += 1
+            yield Item(np.full((4, 4, 3), i % 256, np.uint8), i)
+
+
+class ListSink:
+    def __init__(self, fail_at: int | None = None, delay: float = 0.0):
+        self.written: list[int] = []
+        self.closed_with: bool | None = None
+        self.fail_at, self.delay = fail_at, delay
+        self.release = threading.Event()
+
+    def write(self, image, pts):
+        if self.delay:
+            self.release.wait(self.delay)
+        if len(self.written) == self.fail_at:
+            raise BrokenPipeError("reader went away")
+        self.written.append(pts)
+
+    def close(self, flush=True):
+        self.closed_with = flush
+
+
+class Passthrough(Stage):
+    def __init__(self, fail_on_scene: int | None = None, interrupt: bool = False):
+        self.fail_on_scene, self.interrupt, self.windows = fail_on_scene, interrupt, []
+
+    def process(self, window: Window):
+        self.windows.append(window)
+        if window.scene == self.fail_on_scene:
+            if self.interrupt:
+                raise KeyboardInterrupt
+            raise ValueError("stage broke")
+        for img, pts in zip(window.frames, window.pts, strict=True):
+            yield Frame(img, pts)
+
+
+def budget(frames: int) -> int:
+    return frames * 4 * 4 * 3
+
+
+def no_remaster_threads() -> bool:
+    return not [t for t in threading.enumerate() if t.name.startswith("remaster-")]
+
+
+def test_all_frames_in_order_and_eof_closes_with_flush():
+    sink = ListSink()
+    stats = Chain(ListSource(100), SceneBuffer(None, None, budget(30)), Passthrough(), sink).run()
+    assert sink.written == list(range(100))
+    assert stats.frames_in == stats.frames_out == 100
+    assert sink.closed_with is True
+    assert no_remaster_threads()
+
+
+def test_long_scene_comes_in_windows_flagged_continues_and_last():
+    stage = Passthrough()
+    Chain(ListSource(100), SceneBuffer(None, None, budget(30)), stage, ListSink()).run()
+    assert len(stage.windows) > 1
+    assert [w.continues for w in stage.windows] == [False] + [True] * (len(stage.windows) - 1)
+    assert [w.last for w in stage.windows][-1] is True
+    assert not any(w.last for w in stage.windows[:-1])
+    assert max(len(w) for w in stage.windows) <= 30
+
+
+def test_back_pressure_bounds_what_is_read_ahead():
+    sink = ListSink(delay=5.0)
+    source = ListSource(10_000)
+    chain = Chain(source, SceneBuffer(None, None, budget(4)), Passthrough(), sink)
+    runner = threading.Thread(target=chain.run)
+    runner.start()
+    time.sleep(1.0)  # the encoder is stuck on its first frame
+    ahead = source.produced
+    sink.release.set()
+    runner.join(60)
+    # Scene buffer (lag + 2 = 3 frames at this budget) + both queues + items in hand.
+    assert ahead <= FRAME_QUEUE_DEPTH + OUTPUT_QUEUE_DEPTH + 4 + 4
+    assert sink.written == list(range(10_000))
+
+
+def test_decoder_error_is_reraised_on_main_thread_and_threads_joined():
+    sink = ListSink()
+    with pytest.raises(OSError, match="disk on fire"):
+        Chain(
+            ListSource(100, fail_at=50), SceneBuffer(None, None, budget(8)), Passthrough(), sink
+        ).run()
+    assert no_remaster_threads()
+    assert sink.closed_with is not None  # the output was closed
+
+
+def test_encoder_error_is_reraised_and_decoder_stops_early():
+    source = ListSource(100_000)
+    with pytest.raises(BrokenPipeError):
+        Chain(source, SceneBuffer(None, None, budget(8)), Passthrough(), ListSink(fail_at=5)).run()
+    assert source.produced < 1000
+    assert no_remaster_threads()
+
+
+def test_stage_error_finishes_output_that_was_written():
+    sink = ListSink()
+    frames = ListSource(60)
+    # Scenes are windows of 20 here; the stage fails on the third.
+    scenes = SceneBuffer(None, None, budget(20))
+    scenes.lag = 0
+    with pytest.raises(ValueError, match="stage broke"):
+        Chain(frames, scenes, Passthrough(fail_on_scene=0), sink).run()
+    assert sink.closed_with is True
+    assert no_remaster_threads()
+
+
+def test_ctrl_c_closes_the_output_properly_and_propagates():
+    sink = ListSink()
+
+    class CutEvery(SceneBuffer):
+        def push(self, image, pts):
+            self._frames.append(image)
+            self._pts.append(pts)
+            if len(self._frames) == 10:
+                yield from self._emit(10, last=True)
+
+    with pytest.raises(KeyboardInterrupt):
+        Chain(
+            ListSource(100),
+            CutEvery(None, None),
+            Passthrough(fail_on_scene=3, interrupt=True),
+            sink,
+        ).run()
+    assert sink.written == list(range(30))  # three scenes done before the interrupt
+    assert sink.closed_with is True
+    assert no_remaster_threads()

@@ -1,0 +1,84 @@
+"""Scene buffering: cuts at the right frames as frames arrive; windows of long scenes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from stream.scenes import SceneBuffer, make_detector
+from tests.synthetic import cut_clip
+
+DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
+
+
+def run(frames, budget_bytes=1 << 30, detector="content"):
+    buf = SceneBuffer(make_detector(detector), Fraction(24), budget_bytes)
+    windows = []
+    for i, img in enumerate(frames):
+        windows += list(buf.push(img, i))
+    windows += list(buf.flush())
+    return buf, windows
+
+
+def test_cuts_found_at_the_known_frames_of_a_synthetic_clip():
+    frames, cuts = cut_clip([30, 45, 20, 33])
+    buf, windows = run(frames)
+    assert buf.cuts_found == cuts
+    starts = [w.pts[0] for w in windows if not w.continues]
+    assert starts == [0, *cuts]
+    assert all(w.last for w in windows)
+    assert [w.scene for w in windows] == [0, 1, 2, 3]
+
+
+def test_windows_cover_every_frame_once_in_order():
+    frames, cuts = cut_clip([50, 70])
+    per_frame = frames[0].nbytes
+    buf, windows = run(frames, budget_bytes=per_frame * 24)
+    pts = [p for w in windows for p in w.pts]
+    assert pts == list(range(len(frames)))
+    assert max(len(w) for w in windows) <= 24
+    # Scene 0 ends at the cut, whatever the window size, and scene 1 starts at it.
+    ends = [w.pts[-1] + 1 for w in windows if w.last]
+    assert ends == [cuts[0], len(frames)]
+    for w in windows:
+        assert w.continues == (w.pts[0] not in (0, cuts[0]))
+
+
+def test_no_detector_means_one_scene():
+    buf = SceneBuffer(None, None)
+    frames, _ = cut_clip([10, 10])
+    windows = [w for i, f in enumerate(frames) for w in buf.push(f, i)] + list(buf.flush())
+    assert len(windows) == 1 and len(windows[0]) == 20
+
+
+def test_bad_detector_name_and_budget():
+    with pytest.raises(ValueError, match="nope"):
+        make_detector("nope")
+    with pytest.raises(ValueError, match="-1"):
+        SceneBuffer(None, None, -1)
+
+
+def decode(path: Path, limit: int | None = None, width: int = 320):
+    with av.open(str(path)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if limit is not None and i >= limit:
+                return
+            h = round(frame.height * width / frame.width / 2) * 2
+            yield frame.to_ndarray(format="rgb24", width=width, height=h)
+
+
+@pytest.mark.skipif(not (DATA / "cuts").is_dir(), reason="shared/data not present")
+@pytest.mark.parametrize(
+    "name, cuts",
+    [("bikes.mp4", [30, 76, 137, 187, 242]), ("testvideo.mp4", [30, 180, 394])],
+)
+def test_cuts_on_real_clips(name, cuts):
+    buf, windows = run(decode(DATA / "cuts" / name), budget_bytes=64 << 20)
+    found = np.array(buf.cuts_found)
+    for cut in cuts:
+        assert np.min(np.abs(found - cut)) <= 1, f"cut {cut} missed: {buf.cuts_found}"
+    assert len(found) <= len(cuts) + 1  # fades may add at most one extra cut
