@@ -67,6 +67,9 @@ class Window:
 class Stage(ABC):
     """One per-scene step of the chain (outpaint, upscale, interpolate, ...)."""
 
+    #: False for stages that work frame by frame: the chain then buffers no whole scene.
+    buffers_scenes: bool = True
+
     def configure(self, info: VideoInfo) -> VideoInfo:
         """Called once before any window with the input format; returns the output format."""
         return info
@@ -90,6 +93,7 @@ class StageChain(Stage):
         if not stages:
             raise ValueError("a stage chain needs at least one stage")
         self.stages = list(stages)
+        self.buffers_scenes = any(stage.buffers_scenes for stage in self.stages)
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         for stage in self.stages:

@@ -27,6 +27,8 @@ class BlurPillarbox(Stage):
     pixels and ``darken`` the brightness kept in the sides (1 = unchanged).
     """
 
+    buffers_scenes = False
+
     def __init__(
         self, aspect: Fraction, factor: int = 8, sigma: float = 24.0, darken: float = 0.75
     ):

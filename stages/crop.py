@@ -162,6 +162,8 @@ def detect_crop(
 class CropStage(Stage):
     """Cuts every frame down to ``box`` (the active picture found by :func:`detect_crop`)."""
 
+    buffers_scenes = False
+
     def __init__(self, box: CropBox):
         self.box = box
         self._size: tuple[int, int] | None = None

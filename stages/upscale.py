@@ -87,6 +87,8 @@ class UpscaleStage(Stage):
     dark outlines.
     """
 
+    buffers_scenes = False
+
     def __init__(self, scale: int, backend: str = "auto", tile: int = 256, gpu_id: int = -1):
         if scale not in _ESRGAN_MODEL:
             raise ValueError(f"scale must be 2, 3 or 4, got {scale!r}")
@@ -147,6 +149,8 @@ class Resize(Stage):
     Used for ``--size WxH`` when the chain's natural output size differs; frames that
     already have the size pass through untouched.
     """
+
+    buffers_scenes = False
 
     def __init__(self, width: int, height: int):
         if width <= 0 or height <= 0:

@@ -23,6 +23,9 @@ log = logging.getLogger("remaster")
 # Opening frames examined by --crop auto (they stay in memory until the chain starts).
 CROP_PROBE_FRAMES = 48
 
+# Scene buffer for chains that work frame by frame (no stage needs a whole scene).
+FRAME_STAGE_BUDGET = 1
+
 STAGE_NAMES = ("outpaint", "upscale", "interpolate")
 
 EPILOG = """\
@@ -412,7 +415,8 @@ def run(args: argparse.Namespace) -> int:
                 sink.queue_packet(packet)
             decoder.on_packet = sink.queue_packet
             detector = make_detector(args.scene_detector, args.scene_threshold)
-            scenes = SceneBuffer(detector, info.frame_rate, args.memory << 20)
+            budget = args.memory << 20 if stage.buffers_scenes else FRAME_STAGE_BUDGET
+            scenes = SceneBuffer(detector, info.frame_rate, budget)
             chained = _Frames(itertools.chain(probe, frames))
             chain = Chain(chained, scenes, stage, sink)
             with ProgressBar(source.frame_count, enabled=not args.quiet) as bar:
