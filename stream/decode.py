@@ -35,6 +35,7 @@ MP4_PEEK_BYTES = 1 << 16
 class ColourTags:
     """Colour description of the input video, carried over to the output."""
 
+    pix_fmt: str | None = None  # kept when the output encoder supports it
     colorspace: int = 0
     color_range: int = 0
     color_primaries: int = 0
@@ -165,6 +166,7 @@ def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None)
         frame_rate=Fraction(rate) if rate else None,
     )
     colour = ColourTags(
+        ctx.pix_fmt,
         int(ctx.colorspace or 0),
         int(ctx.color_range or 0),
         int(ctx.color_primaries or 0),

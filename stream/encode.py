@@ -197,15 +197,7 @@ class Sink:
         ctx.time_base = self.info.time_base
         ctx.framerate = rate
         ctx.thread_type = "AUTO"
-        if self.settings.pix_fmt:
-            stream.pix_fmt = self.settings.pix_fmt
-        elif codec in ("ffv1", "rawvideo") and fmt_name != "yuv4mpegpipe":
-            stream.pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
-        else:
-            formats = {f.name for f in (ctx.codec.video_formats or [])}
-            stream.pix_fmt = (
-                "yuv420p" if not formats or "yuv420p" in formats else sorted(formats)[0]
-            )
+        stream.pix_fmt = self._pix_fmt(ctx, codec)
         options = {"bf": "0"} if self._no_b_frames else {}
         options.update(self.settings.options)
         if self.settings.crf is not None:
@@ -222,6 +214,19 @@ class Sink:
                 except (ValueError, AttributeError):
                     log.debug("could not tag %s=%s", name, value)
         return stream
+
+    def _pix_fmt(self, ctx, codec: str) -> str:
+        """The user's choice, else the input's format if the encoder takes it, else 4:2:0."""
+        if self.settings.pix_fmt:
+            return self.settings.pix_fmt
+        formats = [f.name for f in (ctx.codec.video_formats or [])]
+        source = self.colour.pix_fmt
+        if source and (not formats or source in formats) and codec != "rawvideo":
+            return source
+        if not formats or "yuv420p" in formats:
+            return "yuv420p"
+        log.info("%s does not take yuv420p; writing %s", codec, formats[0])
+        return formats[0]
 
     def _add_copy(self, stream: av.stream.Stream) -> None:
         name = stream.codec_context.name if stream.codec_context else None

@@ -275,9 +275,7 @@ def test_ctrl_c_closes_the_output_file_so_it_plays(tmp_path):
         proc.stdin.write(data[i : i + step])
         proc.stdin.flush()
         time.sleep(0.05)
-    deadline = time.monotonic() + 60
-    while (not out.exists() or out.stat().st_size < 1000) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    time.sleep(3)  # let the first scenes through the chain
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
     proc.stdin.close()  # upstream ends too, as it does when the terminal sends Ctrl-C
@@ -304,8 +302,11 @@ def test_corrupt_packets_are_skipped_with_a_warning():
         "blur",
         "--crop",
         "none",
+        "--preset",
+        "ultrafast",
     )
     assert result.returncode == 0, result.stderr.decode()
+    assert b"Traceback" not in result.stderr
     got = probe(result.stdout)
     assert len(got.video_pts) > 200
     assert got.video_pts == sorted(got.video_pts)
@@ -314,12 +315,38 @@ def test_corrupt_packets_are_skipped_with_a_warning():
 @needs_data
 def test_broken_audio_is_copied_or_skipped_but_video_is_complete():
     src = bad_dir / "failing_audio.mp4"
-    result = remaster(str(src), "-", "-f", "matroska", "--fill", "blur", "--quiet")
+    result = remaster(
+        str(src), "-", "-f", "matroska", "--fill", "blur", "--quiet", "--preset", "ultrafast"
+    )
     assert result.returncode == 0, result.stderr.decode()
     got = probe(result.stdout)
     want = probe(src)
     assert len(got.video_pts) == len(want.video_pts)
     assert (got.width, got.height) == (640, 360)
+
+
+def test_garbage_packets_are_skipped_with_a_warning(clip):
+    """Packets whose payload is noise: the decoder fails on them; the rest goes through."""
+    clean = encode_clip(clip, fmt="nut", codec="mpeg4", audio=False)
+    damaged = io.BytesIO()
+    rng = np.random.default_rng(0)
+    with av.open(io.BytesIO(clean)) as src, av.open(damaged, "w", format="nut") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for i, packet in enumerate(src.demux(video=0)):
+            if packet.size == 0:
+                continue
+            if i in (10, 11, 30):
+                noise = av.Packet(rng.integers(0, 256, packet.size, np.uint8).tobytes())
+                noise.pts, noise.dts, noise.time_base = packet.pts, packet.dts, packet.time_base
+                packet = noise
+            packet.stream = out
+            dst.mux(packet)
+    result = remaster("-", "-", "--fill", "blur", "--crop", "none", stdin=damaged.getvalue())
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"corrupt" in result.stderr and b"Traceback" not in result.stderr
+    got = probe(result.stdout)
+    assert len(clip) - 3 <= len(got.video_pts) <= len(clip)
+    assert got.video_pts == sorted(got.video_pts)
 
 
 def test_truncated_stream_finishes_and_closes_output(nut_input):
