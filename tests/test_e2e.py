@@ -355,3 +355,33 @@ def test_truncated_stream_finishes_and_closes_output(nut_input):
     assert result.returncode == 0, result.stderr.decode()
     got = probe(result.stdout)
     assert 10 < len(got.video_pts) < 48
+
+
+def test_restoration_chain_in_one_pipe(nut_input):
+    """outpaint -> upscale x2 -> interpolate x2: size, twice the frames, timestamps, audio."""
+    result = remaster(
+        "-",
+        "-",
+        "-f",
+        "nut",
+        "--quiet",
+        "--process-order",
+        "outpaint,upscale,interpolate",
+        "--upscale",
+        "2",
+        "--upscale-model",
+        "lanczos",
+        "--interpolate",
+        "2",
+        "--interp-model",
+        "dis",
+        stdin=nut_input,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    got, want = probe(result.stdout), probe(nut_input)
+    assert (got.width, got.height) == (428, 240)
+    assert len(got.video_pts) == 2 * len(want.video_pts)
+    seconds = np.array([float(p * got.time_base) for p in got.video_pts])
+    assert np.allclose(np.diff(seconds), 1 / 48, atol=1e-4)  # 24 fps -> 48 fps, evenly spaced
+    assert seconds[0] == 0.0
+    assert abs(got.audio_seconds - want.audio_seconds) < 0.05
