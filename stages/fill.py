@@ -1,0 +1,132 @@
+"""Classical fill of what no frame of the scene showed (no model weights).
+
+Two layers, both multi-scale and deterministic:
+
+* structure: a push-pull pyramid (coarse-to-fine membrane). Known pixels are averaged
+  down a Gaussian pyramid with their weights until the hole closes, then each finer
+  level keeps its own data where it has it and takes the upsampled coarser fill
+  elsewhere: a smooth interpolation of the surrounding colours, with no streaks;
+* texture: high-frequency detail (image minus its blur) mirrored across the hole border
+  from the nearest known pixel, fading with the distance into the hole, so grain and
+  texture continue past the border instead of ending in a smooth blur.
+
+Measured against ``cv2.inpaint`` (Telea) in ``tests/test_fill.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from stages.base import HoleFill, check_fill_inputs
+
+log = logging.getLogger(__name__)
+
+
+def _down(a: np.ndarray, y_too: bool) -> np.ndarray:
+    """Half size in x (and in y when ``y_too``), Gaussian-filtered."""
+    if y_too:
+        return cv2.pyrDown(a)
+    a = cv2.GaussianBlur(a, (5, 1), 0, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.resize(a, ((a.shape[1] + 1) // 2, a.shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def push_pull(image: np.ndarray, known: np.ndarray, y_every: int = 1) -> np.ndarray:
+    """Membrane fill: float32 image where unknown pixels come from coarser levels.
+
+    ``y_every`` > 1 halves the height only every that many levels, so colours travel
+    further along rows than across them: horizons, floors and walls continue sideways
+    into the new side areas instead of mixing with what is above and below."""
+    img = image.astype(np.float32)
+    w = known.astype(np.float32)
+    levels: list[tuple[np.ndarray, np.ndarray, bool]] = []
+    p, q = img * w[..., None], w
+    y_too = True
+    while True:
+        levels.append((p, q, y_too))
+        if (q > 1e-4).all() or max(q.shape) <= 2:
+            break
+        y_too = (len(levels) - 1) % y_every == 0 and q.shape[0] > 2 or q.shape[1] <= 2
+        p, q = _down(p, y_too), _down(q, y_too)
+    p, q, y_too = levels[-1]
+    fill = p / np.maximum(q, 1e-6)[..., None]
+    if not (q > 1e-4).all():  # nothing known at all at the top: use the mean colour
+        total = max(float(w.sum()), 1e-6)
+        mean = (img * w[..., None]).reshape(-1, 3).sum(0) / total
+        fill[q <= 1e-4] = mean
+    for k in range(len(levels) - 2, -1, -1):
+        p, q, _ = levels[k]
+        size = (q.shape[1], q.shape[0])
+        if levels[k + 1][2]:  # the coarser level was halved both ways
+            up = cv2.pyrUp(fill, dstsize=size)
+        else:
+            up = cv2.resize(fill, size, interpolation=cv2.INTER_LINEAR)
+        a = np.clip(q * 4.0, 0, 1)[..., None]  # partial coverage blends with the coarse fill
+        fill = a * (p / np.maximum(q, 1e-6)[..., None]) + (1 - a) * up
+    fill[known] = img[known]
+    return fill
+
+
+def mirrored_detail(image: np.ndarray, known: np.ndarray, sigma: float, reach: float) -> np.ndarray:
+    """Detail (image - blur) reflected across the hole border: for an unknown pixel p with
+    nearest known pixel q, the detail at 2q - p, weighted by exp(-|p - q| / reach)."""
+    img = image.astype(np.float32)
+    kw = known.astype(np.float32)
+    blur = cv2.GaussianBlur(img * kw[..., None], (0, 0), sigma)
+    norm = cv2.GaussianBlur(kw, (0, 0), sigma)
+    detail = img - blur / np.maximum(norm, 1e-3)[..., None]
+    detail[~known] = 0
+    src = (~known).astype(np.uint8)  # zeros (known pixels) are the labelled sites
+    dist, labels = cv2.distanceTransformWithLabels(
+        src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    sites = np.argwhere(src == 0)  # labels number the zero pixels in raster order
+    h, w = known.shape
+    ys, xs = np.nonzero(~known)
+    lab = labels[ys, xs] - 1
+    qy, qx = sites[lab, 0], sites[lab, 1]
+    ry, rx = 2 * qy - ys, 2 * qx - xs
+    inside = (ry >= 0) & (ry < h) & (rx >= 0) & (rx < w)
+    ry, rx = np.clip(ry, 0, h - 1), np.clip(rx, 0, w - 1)
+    ok = inside & known[ry, rx]
+    out = np.zeros_like(img)
+    weight = np.exp(-dist[ys, xs] / reach)[:, None]
+    out[ys, xs] = np.where(ok[:, None], detail[ry, rx] * weight, 0)
+    return out
+
+
+class ClassicalFill(HoleFill):
+    """Push-pull membrane plus mirrored texture; known pixels returned unchanged."""
+
+    def __init__(
+        self, detail_gain: float = 0.7, sigma: float = 2.0, reach: float = 24.0, y_every: int = 2
+    ):
+        if detail_gain < 0 or sigma <= 0 or reach <= 0 or y_every < 1:
+            raise ValueError(
+                f"need detail_gain >= 0, sigma > 0, reach > 0, y_every >= 1: "
+                f"{detail_gain}, {sigma}, {reach}, {y_every}"
+            )
+        self.detail_gain, self.sigma, self.reach = detail_gain, sigma, reach
+        self.y_every = y_every
+
+    def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        check_fill_inputs(image, known)
+        if known.all():
+            return image.copy()
+        if not known.any():
+            log.warning("nothing known to fill from; returning mid grey")
+            return np.full_like(image, 128)
+        out = push_pull(image, known, self.y_every)
+        if self.y_every > 1:  # soften row streaks with the distance into the hole
+            dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
+            sigma = max(2.0, known.shape[0] / 40)
+            soft = cv2.GaussianBlur(out, (1, 0), sigmaX=0.1, sigmaY=sigma)
+            a = np.clip(dist / (4 * self.reach), 0, 1)[..., None]
+            out = (1 - a) * out + a * soft
+        if self.detail_gain > 0:
+            out += self.detail_gain * mirrored_detail(image, known, self.sigma, self.reach)
+        result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        result[known] = image[known]
+        return result

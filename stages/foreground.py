@@ -1,0 +1,154 @@
+"""Foreground masks: what must stay out of the background panorama.
+
+Without model weights, foreground is what disagrees with the scene's registered
+background model (a coarse temporal median of the window, see ``panorama.py``) after
+gain matching: a per-pixel colour difference above a noise-adaptive threshold, cleaned
+by morphological opening/closing and dilated so soft edges and motion blur of characters
+do not smear into the background. An optional ``segmenter`` (rgb uint8 -> float32
+foreground probability, e.g. ``stages.segment.U2NetpSegmenter``) is united with it,
+which also catches characters that do not move relative to the background.
+Also here: film-gate border detection (dark rounded corners, vignettes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Segmenter = Callable[[np.ndarray], np.ndarray]
+
+
+def gain_to(reference: np.ndarray, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-channel gain taking ``image`` to ``reference`` exposure over ``valid`` pixels
+    (median ratio of mid-tones, clipped to [0.5, 2]); ones when too little overlap."""
+    ref = reference.reshape(-1, 3).astype(np.float32)
+    img = image.reshape(-1, 3).astype(np.float32)
+    v = valid.ravel() & (img.min(1) > 12) & (img.max(1) < 243) & (ref.min(1) > 12)
+    if v.sum() < 64:
+        return np.ones(3, np.float32)
+    ratio = np.median(ref[v] / img[v], axis=0)
+    return np.clip(ratio, 0.5, 2.0).astype(np.float32)
+
+
+def apply_gain(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """``image * gain`` per channel, rounded and clipped to uint8."""
+    if np.allclose(gain, 1.0, atol=1e-3):
+        return image
+    return np.clip(image.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+
+
+class ForegroundMasker:
+    """Foreground (bool, True = character) of small frames against their background."""
+
+    def __init__(
+        self,
+        segmenter: Segmenter | None = None,
+        min_threshold: float = 18.0,
+        noise_factor: float = 4.0,
+        dilate: float = 0.03,
+        seg_threshold: float = 0.5,
+    ):
+        if min_threshold <= 0 or noise_factor <= 0:
+            raise ValueError(f"thresholds must be positive, got {min_threshold}, {noise_factor}")
+        if not 0 <= dilate < 0.5:
+            raise ValueError(f"dilate (fraction of frame height) must be in [0, 0.5), got {dilate}")
+        self.segmenter = segmenter
+        self.min_threshold = min_threshold
+        self.noise_factor = noise_factor
+        self.dilate = dilate
+        self.seg_threshold = seg_threshold
+
+    def __call__(
+        self,
+        small: np.ndarray,
+        background: np.ndarray,
+        bg_known: np.ndarray,
+        full: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Mask at ``small``'s size. ``background`` is the scene background warped into this
+        frame's view, ``bg_known`` where it exists; ``full`` is the full-size frame handed to
+        the segmenter (if any)."""
+        if small.shape != background.shape or bg_known.shape != small.shape[:2]:
+            raise ValueError(
+                f"frame {small.shape}, background {background.shape}, known {bg_known.shape}"
+            )
+        h, w = small.shape[:2]
+        inner = cv2.erode(bg_known.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        gain = gain_to(background, small, inner)
+        diff = np.abs(apply_gain(small, gain).astype(np.int16) - background.astype(np.int16))
+        d = cv2.GaussianBlur(diff.max(2).astype(np.float32), (5, 5), 0)
+        noise = float(np.median(d[inner])) if inner.any() else 0.0
+        fg = (d > max(self.min_threshold, self.noise_factor * noise)) & inner
+        k3 = np.ones((3, 3), np.uint8)
+        fg8 = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, k3)
+        fg8 = cv2.morphologyEx(
+            fg8, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+        )
+        if self.segmenter is not None:
+            prob = np.asarray(self.segmenter(small if full is None else full), np.float32)
+            if prob.ndim != 2:
+                raise ValueError(f"segmenter must return (H, W) probabilities, got {prob.shape}")
+            prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_AREA)
+            fg8 |= (prob > self.seg_threshold).astype(np.uint8)
+        r = max(1, round(self.dilate * h))
+        if r:
+            fg8 = cv2.dilate(fg8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        return fg8 > 0
+
+
+class GateDetector:
+    """Unreliable frame-border pixels: dark film-gate corners and vignettes.
+
+    Keeps a running mean of the luminance over every frame seen (the gate does not move
+    during a film). Pixels in the outer ``band`` of the frame whose mean is below
+    ``ratio`` times the centre's median and that connect to the frame edge are
+    unreliable (dilated a little), plus a thin fixed margin at the left and right edges
+    (compression ringing, blanking) where the seams are.
+    """
+
+    def __init__(self, band: float = 0.08, ratio: float = 0.55, margin: float = 0.006):
+        if not 0 < band < 0.5 or not 0 < ratio < 1 or not 0 <= margin < band:
+            raise ValueError(f"need 0 <= margin < band < 0.5, 0 < ratio < 1: {band, ratio, margin}")
+        self.band, self.ratio, self.margin = band, ratio, margin
+        self._sum: np.ndarray | None = None
+        self._count = 0
+
+    def update(self, small_frames: list[np.ndarray]) -> None:
+        """Add frames (any fixed small size) to the running luminance mean."""
+        for f in small_frames:
+            y = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float64)
+            if self._sum is None or self._sum.shape != y.shape:
+                self._sum, self._count = np.zeros_like(y), 0
+            self._sum += y
+            self._count += 1
+
+    def mask(self, size: tuple[int, int], margin: bool = True) -> np.ndarray:
+        """Unreliable pixels (bool) at ``size`` (w, h); ``margin=False`` leaves out the fixed
+        edge margin (for the seam, where only real gate darkness matters)."""
+        w, h = size
+        if self._sum is None or self._count == 0:
+            small = np.zeros((64, 64), bool)
+        else:
+            mean = self._sum / self._count
+            sh, sw = mean.shape
+            centre = float(np.median(mean[sh // 4 : 3 * sh // 4, sw // 4 : 3 * sw // 4]))
+            dark = (mean < self.ratio * centre).astype(np.uint8)
+            bh, bw = max(1, round(self.band * sh)), max(1, round(self.band * sw))
+            inner = np.zeros_like(dark)
+            inner[bh:-bh, bw:-bw] = 1
+            dark[inner > 0] = 0
+            n, labels = cv2.connectedComponents(dark, connectivity=8)
+            edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+            small = np.isin(labels, edge[edge > 0])
+        out = cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+        r = max(1, round(0.004 * w))
+        out = cv2.dilate(out, np.ones((2 * r + 1,) * 2, np.uint8)) > 0
+        if margin:  # left/right only: the seams are there
+            m = max(1, round(self.margin * w))
+            out[:, :m] = out[:, -m:] = True
+        return out

@@ -1,0 +1,76 @@
+"""Foreground masks, exposure gains and film-gate border detection."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from stages.foreground import ForegroundMasker, GateDetector, apply_gain, gain_to
+from tests.synthetic import panning_clip, textured_background
+
+
+def test_sprite_is_masked_and_background_is_not():
+    clip = panning_clip(n=10, pan=1.0)
+    frame = clip.frames[5]
+    bg = cv2.warpAffine(
+        clip.background,
+        np.float32([[1, 0, clip.offsets[5][0]], [0, 1, 0]]),
+        (160, 120),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    )
+    fg = ForegroundMasker()(frame, bg, np.ones((120, 160), bool))
+    x, y, w, h = clip.sprite_boxes[5]
+    box = np.zeros_like(fg)
+    box[y + 2 : y + h - 2, x + 2 : x + w - 2] = True
+    assert fg[box].mean() > 0.95
+    far = np.ones_like(fg)
+    far[max(0, y - 10) : y + h + 10, max(0, x - 10) : x + w + 10] = False
+    assert fg[far].mean() < 0.02
+
+
+def test_segmenter_is_united():
+    img = textured_background(120, 160)
+    prob = np.zeros((120, 160), np.float32)
+    prob[10:30, 10:30] = 0.9
+    fg = ForegroundMasker(segmenter=lambda rgb: prob)(img, img, np.ones((120, 160), bool), img)
+    assert fg[15:25, 15:25].all() and not fg[60:, 60:].any()
+
+
+def test_gain_is_recovered_and_applied():
+    img = textured_background(120, 160)
+    dark = apply_gain(img, np.float32([0.8, 0.8, 0.8]))
+    g = gain_to(img, dark, np.ones((120, 160), bool))
+    assert np.allclose(g, 1.25, atol=0.03)
+
+
+def test_gate_corners_are_unreliable():
+    frames = []
+    for seed in range(4):
+        f = textured_background(120, 160, seed)
+        gate = np.zeros((120, 160), np.uint8)
+        cv2.rectangle(gate, (0, 0), (159, 119), 255, -1)
+        corner = np.zeros_like(gate)
+        cv2.rectangle(corner, (12, 12), (147, 107), 255, -1)
+        cv2.circle(corner, (12, 12), 12, 255, -1)
+        cv2.circle(corner, (147, 12), 12, 255, -1)
+        cv2.circle(corner, (12, 107), 12, 255, -1)
+        cv2.circle(corner, (147, 107), 12, 255, -1)
+        corner[12:108, :] = 255
+        corner[:, 12:148] = 255
+        f[corner == 0] = 8
+        frames.append(f)
+    gd = GateDetector()
+    gd.update(frames)
+    m = gd.mask((160, 120))
+    assert m[0:3, 0:3].all() and m[-3:, -3:].all()  # dark rounded corners
+    assert not m[30:90, 30:130].any()  # picture centre
+    assert m[:, 0].all()  # thin margin at the seams
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="dilate"):
+        ForegroundMasker(dilate=0.7)
+    img = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match="background"):
+        ForegroundMasker()(img, np.zeros((9, 10, 3), np.uint8), np.ones((10, 10), bool))

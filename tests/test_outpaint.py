@@ -1,0 +1,166 @@
+"""PanoramaOutpaint end to end on synthetic pans: geometry, truth, seams, windows."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from stages.base import VideoInfo, Window, widened_width
+from stages.outpaint import PanoramaOutpaint
+from stages.resample import Resampler
+from tests.synthetic import panning_clip
+
+W, H, N = 160, 120, 36
+OUT_W = widened_width(W, H, Fraction(16, 9))
+OX = (OUT_W - W) // 2
+
+
+def run(frames, windows=(N,), **kw):
+    st = PanoramaOutpaint(Fraction(16, 9), **kw)
+    info = st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    assert (info.width, info.height) == (OUT_W, H)
+    out, start = [], 0
+    for k, size in enumerate(windows):
+        sl = slice(start, start + size)
+        win = Window(
+            frames[sl],
+            list(range(start, start + size)),
+            0,
+            continues=k > 0,
+            last=k == len(windows) - 1,
+        )
+        out += list(st.process(win))
+        start += size
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return panning_clip(n=N, pan=-2.0)
+
+
+@pytest.fixture(scope="module")
+def single(clip):
+    return run(clip.frames)
+
+
+def truth_view(clip, i):
+    """The true widened view of frame i (background only, no sprite)."""
+    m = np.float32([[1, 0, clip.offsets[i][0] - OX], [0, 1, 0]])
+    return cv2.warpAffine(
+        clip.background, m, (OUT_W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+
+
+def test_one_frame_per_input_same_pts_pixel_exact_centre(clip, single):
+    assert [f.pts for f in single] == list(range(N))
+    for f, src in zip(single, clip.frames, strict=True):
+        assert f.image.shape == (H, OUT_W, 3) and f.image.dtype == np.uint8
+        assert np.array_equal(f.image[:, OX : OX + W], src)
+
+
+def test_sides_show_the_real_background(clip, single):
+    # rows the sprite never crosses: near the canvas ends only a few frames saw the
+    # background, and the sprite sat there in half of them (see test_panorama for its removal)
+    rows = np.r_[0:34, 86:H]
+    errs = []
+    for i in (14, 18, 22):  # both sides were seen by earlier or later frames
+        truth = truth_view(clip, i)[rows]
+        out = single[i].image[rows]
+        for cols in (slice(2, OX - 2), slice(OX + W + 2, OUT_W - 2)):
+            errs.append(np.abs(out[:, cols].astype(int) - truth[:, cols]).mean())
+    assert max(errs) < 5.0, errs
+
+
+def test_unseen_areas_are_filled(clip, single):
+    # pan left: the left side of the last frame was never seen by any frame
+    last = single[-1].image[:, :OX]
+    assert last.min() > 0 or (last.reshape(-1, 3).sum(1) == 0).mean() < 0.001
+    assert abs(float(last.mean()) - float(clip.frames[-1][:, :20].mean())) < 30
+
+
+def test_seam_has_no_step(single):
+    steps, inner = [], []
+    for f in single[::5]:
+        img = f.image.astype(np.float64)
+        steps.append(np.abs(img[:, OX] - img[:, OX - 1]).mean())
+        steps.append(np.abs(img[:, OX + W] - img[:, OX + W - 1]).mean())
+        inner.append(np.abs(np.diff(img[:, OX + 20 : OX + W - 20], axis=1)).mean())
+    assert np.mean(steps) < 2.0 * np.mean(inner)
+
+
+def test_character_crossing_the_edge_fades(clip):
+    # put the sprite half across the left frame edge in the middle frame
+    frames = [f.copy() for f in panning_clip(n=N, pan=-2.0, with_sprite=False).frames]
+    spr = np.full((40, 40, 3), (250, 40, 40), np.uint8)
+    frames[18][40:80, 0:20] = spr[:, :20]
+    plain = run([f.copy() for f in panning_clip(n=N, pan=-2.0, with_sprite=False).frames])
+    out = run(frames)[18].image.astype(np.float64)
+    band = Resampler(W, OUT_W, H).band
+    # how much the character changes each column, from outside the fade into the frame
+    diff = np.abs(out - plain[18].image)[42:78, OX - band - 2 : OX + 2].mean((0, 2))
+    assert diff[0] < 3 and diff[-1] > 60  # gone outside the band, full inside the frame
+    assert np.abs(np.diff(diff)).max() < 0.6 * diff[-1]  # no hard cut at the edge
+
+
+def test_windows_give_nearly_the_same_result(clip, single):
+    split = run(clip.frames, windows=(12, 12, 12))
+    assert [f.pts for f in split] == list(range(N))
+    for i in (20, 30, 35):  # later windows have seen what the single run saw by then
+        d = np.abs(split[i].image.astype(int) - single[i].image)
+        assert d.mean() < 6.0, (i, d.mean())
+
+
+def test_deterministic(clip):
+    a = run(clip.frames[:20], windows=(20,))
+    b = run(clip.frames[:20], windows=(20,))
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
+
+
+def test_dump_and_bad_input(clip, tmp_path):
+    run(clip.frames[:10], windows=(10,), dump_dir=tmp_path)
+    assert (tmp_path / "scene0000_panorama.png").exists()
+    assert (tmp_path / "scene0000_known.png").exists()
+    st = PanoramaOutpaint(Fraction(16, 9))
+    with pytest.raises(RuntimeError, match="configure"):
+        list(st.process(Window(clip.frames[:1], [0], 0)))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    with pytest.raises(ValueError, match="frame 0"):
+        list(st.process(Window([np.zeros((H, W + 2, 3), np.uint8)], [0], 0)))
+    with pytest.raises(ValueError, match="aspect"):
+        PanoramaOutpaint(Fraction(0))
+
+
+def test_memory_stays_bounded_over_a_long_pan():
+    clip = panning_clip(n=60, pan=4.0, with_sprite=False)
+    st = PanoramaOutpaint(Fraction(16, 9), max_extent=1.5)
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    widths = []
+    for k in range(6):
+        sl = slice(10 * k, 10 * k + 10)
+        win = Window(clip.frames[sl], list(range(10 * k, 10 * k + 10)), 0, k > 0, k == 5)
+        assert len(list(st.process(win))) == 10
+        assert st._scene is not None and st._scene.pano.canvas is not None
+        widths.append(st._scene.pano.canvas.width)
+    assert max(widths) <= round(1.5 * OUT_W)  # 240 px of pan, canvas capped near 1.5 views
+
+
+def test_inside_blend_and_gate_corners():
+    rng = np.random.default_rng(0)
+    pano = np.full((H, OUT_W, 3), 100, np.uint8)
+    frame = np.full((H, W, 3), 100, np.uint8) + rng.integers(0, 3, (H, W, 3), dtype=np.uint8)
+    frame[:20, :10] = 0  # a dark gate corner at the left edge
+    bad = np.zeros((H, W), bool)
+    bad[:20, :10] = True
+    view = np.eye(3)
+    out = Resampler(W, OUT_W, H).render(frame, pano, view, bad)
+    assert np.array_equal(out[:, OX : OX + W], frame)
+    assert out[:20, :OX].min() > 80  # the dark corner is not mirrored outwards
+    inside = Resampler(W, OUT_W, H, inside=True).render(frame, pano, view, bad)
+    assert (
+        inside[:20, OX : OX + Resampler(W, OUT_W, H).band].min() > 80
+    )  # replaced by the panorama in the band
+    assert np.array_equal(inside[:, OX + 20 : OX + W - 20], frame[:, 20:-20])
