@@ -12,6 +12,7 @@ an interpolator waiting for the next frame) and give them out on a later call or
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -69,6 +70,10 @@ class Stage(ABC):
 
     #: False for stages that work frame by frame: the chain then buffers no whole scene.
     buffers_scenes: bool = True
+    #: True when the stage yields exactly one frame per input frame, in input order, maybe
+    #: on a later call or from :meth:`finish`: a chain then hands each later stage those
+    #: frames under the scene labels of the window they came from.
+    one_to_one: bool = False
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         """Called once before any window with the input format; returns the output format."""
@@ -94,6 +99,8 @@ class StageChain(Stage):
             raise ValueError("a stage chain needs at least one stage")
         self.stages = list(stages)
         self.buffers_scenes = any(stage.buffers_scenes for stage in self.stages)
+        # per stage: [frames still owed, scene, continues, last] of windows not yet handed on
+        self._owed: list[deque[list]] = [deque() for _ in self.stages]
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         for stage in self.stages:
@@ -106,7 +113,9 @@ class StageChain(Stage):
     def finish(self) -> Iterator[Frame]:
         for i, stage in enumerate(self.stages):
             held = list(stage.finish())
-            if held:
+            if stage.one_to_one and i + 1 < len(self.stages):
+                yield from self._pay(i, held)
+            elif held:
                 yield from self._feed(i + 1, held, scene=-1, continues=True, last=True)
 
     def close(self) -> None:
@@ -117,8 +126,28 @@ class StageChain(Stage):
         out = self.stages[i].process(window)
         if i + 1 == len(self.stages):
             yield from out
+        elif self.stages[i].one_to_one:
+            self._owed[i].append([len(window), window.scene, window.continues, window.last])
+            yield from self._pay(i, list(out))
         else:
             yield from self._feed(i + 1, list(out), window.scene, window.continues, window.last)
+
+    def _pay(self, i: int, frames: list[Frame]) -> Iterator[Frame]:
+        """Hand a one-to-one stage's frames on window by window, each part under the labels
+        of the window it came from (a window may come out in several parts)."""
+        owed = self._owed[i]
+        while owed and (frames or owed[0][0] == 0):
+            entry = owed[0]
+            n, scene, continues, last = entry
+            part, frames = frames[:n], frames[n:]
+            entry[0] -= len(part)
+            entry[2] = True  # a later part of this window continues its scene
+            done = entry[0] == 0
+            if done:
+                owed.popleft()
+            yield from self._feed(i + 1, part, scene, continues, last and done)
+        if frames:
+            raise RuntimeError(f"stage {i} gave {len(frames)} frames more than it was given")
 
     def _feed(
         self, i: int, frames: list[Frame], scene: int, continues: bool, last: bool

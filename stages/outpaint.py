@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,8 +46,25 @@ class _Scene:
     frames_seen: int = 0
 
 
+@dataclass
+class _Pending:
+    """A window composited but not yet rendered: with an asynchronous fill its frames wait
+    for the fill of its panorama (``future``) while the next window is worked on."""
+
+    window: Window
+    scene: _Scene
+    display: np.ndarray  # the panorama to render from, once ``future`` is resolved
+    future: Future[np.ndarray] | None
+    view_of: list[np.ndarray]  # output-to-canvas matrix per frame
+    unreliable: np.ndarray  # gate mask at the time of the window, for the seams
+
+
 class PanoramaOutpaint(Stage):
     """Widen frames to ``aspect`` from the scene's background panorama."""
+
+    one_to_one = True
+    _pending: _Pending | None = None  # window held back while its fill runs (async fill)
+    _submitted: Future[np.ndarray] | None = None  # fill future handed from _update to process
 
     def __init__(
         self,
@@ -96,6 +114,15 @@ class PanoramaOutpaint(Stage):
         return info.with_size(out_w, info.height)
 
     def process(self, window: Window) -> Iterator[Frame]:
+        """Widen the window's frames.
+
+        With a fill that has ``submit`` (the diffusion fill, duck-typed) the fill runs in
+        the background: this call registers and composites the window, submits its fill,
+        and then yields the frames of the previous window; this window's frames come from
+        the next call or :meth:`finish`. That path holds up to two windows of frames in
+        memory (the pending one and the current one) instead of one. Output frames, order
+        and pts are the same as with a synchronous fill.
+        """
         if self._info is None or self._resampler is None:
             raise RuntimeError("configure() must be called before process()")
         if not window.frames:
@@ -112,12 +139,64 @@ class PanoramaOutpaint(Stage):
                 ScenePanorama(self.composite, self.max_samples),
             )
         display, view_of = self._update(scene, window)
-        unreliable = self._gate.mask((w, h), margin=False)
-        for frame, pts, H in zip(window.frames, window.pts, view_of, strict=True):
-            out = self._resampler.render(frame, display, H, unreliable)
-            yield Frame(out, pts)
-        if window.last and self.dump_dir is not None:
-            self._dump(scene)
+        future, self._submitted = self._submitted, None
+        ready = _Pending(
+            window, scene, display, future, view_of, self._gate.mask((w, h), margin=False)
+        )
+        if not self._fill_async():
+            yield from self._release(ready)
+            return
+        previous, self._pending = self._pending, ready
+        if previous is not None:
+            yield from self._release(previous)
+
+    def finish(self) -> Iterator[Frame]:
+        """Yield the frames of the window still waiting for its fill (async fill only)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            yield from self._release(pending)
+
+    def _fill_async(self) -> bool:
+        return callable(getattr(self.fill, "submit", None))
+
+    def _fill_scene(self, scene: _Scene) -> None:
+        """Fill what no frame showed: at once, or submitted when the fill has ``submit``
+        (the future goes to :meth:`process` through ``_submitted``). ``shown`` gets a new
+        array so a running fill's input is never changed under it."""
+        assert scene.display is not None and scene.shown is not None
+        submit = getattr(self.fill, "submit", None)
+        if callable(submit):
+            self._submitted = submit(scene.display, scene.shown)
+        else:
+            scene.display = self.fill(scene.display, scene.shown)
+        scene.shown = np.ones_like(scene.shown)
+
+    def _await_fill(self, scene: _Scene) -> None:
+        """Before compositing into ``scene``: wait for the pending window's fill of it and
+        give the scene its own copy (the composite changes the panorama in place, and the
+        pending window still renders from the one it was filled into)."""
+        pending = self._pending
+        if pending is not None and pending.scene is scene:
+            scene.display = self._settle(pending).copy()
+
+    @staticmethod
+    def _settle(pending: _Pending) -> np.ndarray:
+        """The window's filled panorama, waiting for its fill if it still runs (a fill error
+        is raised here)."""
+        if pending.future is not None:
+            pending.display = pending.scene.display = pending.future.result()
+            pending.future = None
+        return pending.display
+
+    def _release(self, pending: _Pending) -> Iterator[Frame]:
+        """Render and yield a window's frames from its filled panorama, in input order."""
+        assert self._resampler is not None
+        display = self._settle(pending)
+        win = pending.window
+        for frame, pts, H in zip(win.frames, win.pts, pending.view_of, strict=True):
+            yield Frame(self._resampler.render(frame, display, H, pending.unreliable), pts)
+        if win.last and self.dump_dir is not None:
+            self._dump(pending.scene)
 
     def _update(self, scene: _Scene, window: Window) -> tuple[np.ndarray, list[np.ndarray]]:
         """Register, composite and fill for one window; returns the filled panorama and each
@@ -173,6 +252,7 @@ class PanoramaOutpaint(Stage):
         )
         scene.frames_seen += n
 
+        self._await_fill(scene)
         assert scene.pano.image is not None
         if scene.display is None or scene.shown is None or old is None:
             scene.display = scene.pano.image.copy()
@@ -186,8 +266,7 @@ class PanoramaOutpaint(Stage):
         from_ref = canvas.from_ref()
         polys = view_polygons(Hs, from_ref, out_w, h, ox)
         if (needed(scene.shown.shape, polys) & ~scene.shown).any():
-            scene.display = self.fill(scene.display, scene.shown)
-            scene.shown[:] = True
+            self._fill_scene(scene)
         return scene.display, [view_to_canvas(H, from_ref, ox) for H in Hs]
 
     def _foreground(
@@ -236,5 +315,10 @@ class PanoramaOutpaint(Stage):
         log.info("dumped %s_panorama.png", stem)
 
     def close(self) -> None:
+        pending, self._pending = self._pending, None
+        submitted, self._submitted = self._submitted, None
+        for future in (pending.future if pending else None, submitted):
+            if future is not None:
+                future.cancel()  # not started yet: drop it; running: fill.close() waits
         self._scene = None
         self.fill.close()
