@@ -43,14 +43,18 @@ def apply_gain(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
 
 
 class ForegroundMasker:
-    """Foreground (bool, True = character) of small frames against their background."""
+    """Foreground (bool, True = character) of small frames against their background.
+
+    Defaults (threshold 25, dilation 1.5 % of the height): mean IoU 0.735 on the DAVIS
+    tennis masks (``benchmarks/mask_iou.py``) against 0.520 with 18 and 3 %, which were
+    about twice the true area; side PSNR on skater +0.3 dB."""
 
     def __init__(
         self,
         segmenter: Segmenter | None = None,
-        min_threshold: float = 18.0,
+        min_threshold: float = 25.0,
         noise_factor: float = 4.0,
-        dilate: float = 0.03,
+        dilate: float = 0.015,
         seg_threshold: float = 0.5,
     ):
         if min_threshold <= 0 or noise_factor <= 0:

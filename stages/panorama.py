@@ -110,6 +110,32 @@ def warp_sample(
     return img, m >= 250
 
 
+def sorting_network(n: int) -> list[tuple[int, int]]:
+    """Comparators (i, j), i < j, of Batcher's odd-even merge sort for ``n`` inputs
+    (those reaching past ``n`` dropped: they would compare with +inf and never swap)."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def sort_stack(stack: np.ndarray) -> np.ndarray:
+    """``np.sort(stack, axis=0)`` as whole-array min/max comparators: about 3x faster for
+    a uint8 stack of 16 canvases (the sort over a strided axis is the costly part)."""
+    rows = list(stack)
+    for i, j in sorting_network(len(rows)):
+        rows[i], rows[j] = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
+    return np.stack(rows)
+
+
 def masked_median(stack: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per-pixel lower median over the valid samples of a uint8 stack (K, H, W, C).
 
@@ -122,10 +148,14 @@ def masked_median(stack: np.ndarray, valid: np.ndarray) -> np.ndarray:
     m = invalid.sum(0, dtype=np.uint8)  # (H, W); k < 256
     rank = np.cumsum(invalid, 0, dtype=np.uint8)  # 1-based rank among invalid samples
     low = invalid & (rank <= (m // 2)[None])
-    s = stack.copy()
-    s[low] = 0
-    s[invalid & ~low] = 255
-    s.sort(axis=0)
+    keep = valid.astype(np.uint8) * np.uint8(255)
+    high = (invalid & ~low).astype(np.uint8) * np.uint8(255)
+    if stack.ndim == 4:  # per-channel copies via cv2.merge: numpy's broadcasting over a
+        # trailing axis of 3 is several times slower than the whole sort
+        rows = keep.shape[0] * keep.shape[1]
+        keep = cv2.merge([keep.reshape(rows, -1)] * stack.shape[3]).reshape(stack.shape)
+        high = cv2.merge([high.reshape(rows, -1)] * stack.shape[3]).reshape(stack.shape)
+    s = sort_stack((stack & keep) | high)
     n = k - m.astype(np.intp)
     idx = (m // 2 + np.maximum(n - 1, 0) // 2)[None, ..., None]
     idx = np.broadcast_to(idx, (1, *stack.shape[1:]))

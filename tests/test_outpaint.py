@@ -164,3 +164,34 @@ def test_inside_blend_and_gate_corners():
         inside[:20, OX : OX + Resampler(W, OUT_W, H).band].min() > 80
     )  # replaced by the panorama in the band
     assert np.array_equal(inside[:, OX + 20 : OX + W - 20], frame[:, 20:-20])
+
+
+def test_mirror_fade_reaches_only_fade_columns():
+    pano = np.full((H, OUT_W, 3), 100, np.uint8)
+    frame = np.full((H, W, 3), 200, np.uint8)  # same colour offset everywhere: removed by
+    frame[:, 8:-8] = 100  # the colour match only where the band differs from the panorama
+    r = Resampler(W, OUT_W, H, band=8, fade=3)
+    out = r.render(frame, pano, np.eye(3)).astype(int)
+    # the bright edge columns mirror into exactly 3 columns on each side, fading outwards
+    left = out[H // 2, OX - 5 : OX, 0]
+    right = out[H // 2, OX + W : OX + W + 5, 0]
+    assert left[0] == left[1] and left[2] < left[3] < left[4]
+    assert right[4] == right[3] and right[0] > right[1] > right[2]
+    with pytest.raises(ValueError, match="fade"):
+        Resampler(W, OUT_W, H, band=4, fade=5)
+
+
+def test_scene_where_nothing_registers_still_gets_sides_from_its_own_frames():
+    """Independent noise frames: only the reference registers (the tracker flags the rest);
+    the sides still take the scene's colours from what did register, not a flat grey."""
+    rng = np.random.default_rng(3)
+    frames = [
+        np.clip(rng.normal((200, 60, 40), 40, (120, 160, 3)), 0, 255).astype(np.uint8)
+        for _ in range(12)
+    ]
+    stage = PanoramaOutpaint(Fraction(16, 9))
+    info = stage.configure(VideoInfo(160, 120, Fraction(1, 24)))
+    out = list(stage.process(Window(frames, list(range(12)), 0)))
+    assert len(out) == 12 and out[0].image.shape == (120, info.width, 3)
+    side = out[6].image[:, :20].reshape(-1, 3).mean(0)
+    assert side[0] > 150 and side[1] < 110  # the scene's red, not mid grey

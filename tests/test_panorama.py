@@ -10,7 +10,15 @@ import pytest
 
 from stages.base import VideoInfo, Window
 from stages.outpaint import PanoramaOutpaint
-from stages.panorama import Canvas, ScenePanorama, composite, fit_canvas, masked_median, move_to
+from stages.panorama import (
+    Canvas,
+    ScenePanorama,
+    composite,
+    fit_canvas,
+    masked_median,
+    move_to,
+    sort_stack,
+)
 from tests.synthetic import panning_clip
 
 
@@ -25,6 +33,13 @@ def test_masked_median_matches_brute_force():
             if len(v):
                 expect = np.sort(v, axis=0)[(len(v) - 1) // 2]
                 assert np.array_equal(med[y, x], expect)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 13, 16, 17])
+def test_sort_stack_equals_numpy_sort(k):
+    rng = np.random.default_rng(k)
+    stack = rng.integers(0, 256, (k, 6, 5, 3), dtype=np.uint8)
+    assert np.array_equal(sort_stack(stack), np.sort(stack, axis=0))
 
 
 def test_median_drops_a_passing_object_nearest_keeps_time_order():
