@@ -151,6 +151,7 @@ def main() -> None:
     ap.add_argument("--short-minutes", type=float, default=1)
     ap.add_argument("--repeats", type=int, default=2, help="speed runs per tool (best kept)")
     ap.add_argument("--fills", default="blur,panorama", help="fills for the memory test")
+    ap.add_argument("--skip-speed", action="store_true", help="only the memory test")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/throughput.json")
     args = ap.parse_args()
     results: dict = {
@@ -159,7 +160,7 @@ def main() -> None:
         "memory": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for size, out_w in (("640x480", 854), ("1440x1080", 1920)):
+        for size, out_w in () if args.skip_speed else (("640x480", 854), ("1440x1080", 1920)):
             src = Path(tmp) / f"in_{size}.mkv"
             make_input(src, size, args.seconds)
             frames = args.seconds * 25

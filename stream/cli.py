@@ -373,6 +373,13 @@ def _find_crop(args: argparse.Namespace, probe: list, info: VideoInfo):
 
 def run(args: argparse.Namespace) -> int:
     """Run the whole job for parsed ``args``; returns the exit code."""
+    if (
+        "-" not in (args.input, args.output)
+        and Path(args.input).exists()
+        and Path(args.output).exists()
+        and Path(args.input).samefile(args.output)
+    ):
+        raise errors.UsageError(f"output would overwrite the input {args.input!r}")
     if args.interpolate is not None and args.interpolate < 2:
         raise errors.UsageError(f"--interpolate must be 2 or more, got {args.interpolate}")
     source = open_input(args.input, args.input_format)

@@ -215,6 +215,14 @@ def test_audio_only_input_says_no_video_stream(tmp_path):
     assert b"no video stream" in result.stderr
 
 
+def test_output_may_not_overwrite_the_input(tmp_path, nut_input):
+    src = tmp_path / "in.nut"
+    src.write_bytes(nut_input)
+    result = remaster(str(src), str(src), "--fill", "blur")
+    assert result.returncode == 2 and b"overwrite" in result.stderr
+    assert src.read_bytes() == nut_input
+
+
 def test_unknown_output_format_and_missing_folder(nut_input, tmp_path):
     result = remaster("-", str(tmp_path / "x.mkv"), "-f", "nosuchformat", stdin=nut_input)
     assert result.returncode == 4 and b"-f" in result.stderr
