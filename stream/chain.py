@@ -180,22 +180,23 @@ class Chain:
             for frame in frames:
                 self._put(self.output_q, frame, (encoder,))
 
-        def run_window(window: Window) -> None:
-            self.stats.windows += 1
-            if not window.continues:
-                self.stats.scenes += 1
-            emit(self.stage.process(window))
+        def run(windows: Iterable[Window]) -> None:
+            # The loop variable dies with this call: a finished window's frames are freed
+            # before the scene buffer fills the next one.
+            for window in windows:
+                self.stats.windows += 1
+                if not window.continues:
+                    self.stats.scenes += 1
+                emit(self.stage.process(window))
 
         while True:
             item = self._get(self.frames_q, (decoder, encoder))
             if item is EOF:
                 break
             self.stats.frames_in += 1
-            for window in self.scenes.push(item.image, item.pts):
-                run_window(window)
+            run(self.scenes.push(item.image, item.pts))
             self.on_progress(self.stats)
-        for window in self.scenes.flush():
-            run_window(window)
+        run(self.scenes.flush())
         emit(self.stage.finish())
         self.on_progress(self.stats)
 

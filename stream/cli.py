@@ -16,7 +16,7 @@ from stream.chain import Chain
 from stream.decode import Decoder, open_input
 from stream.encode import EncoderSettings, Sink
 from stream.progress import ProgressBar
-from stream.scenes import DETECTORS, SceneBuffer, make_detector
+from stream.scenes import DEFAULT_BUDGET_BYTES, DETECTORS, SceneBuffer, make_detector
 
 log = logging.getLogger("remaster")
 
@@ -164,10 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument(
         "--memory",
         type=int,
-        default=768,
+        default=DEFAULT_BUDGET_BYTES >> 20,
         metavar="MB",
         help="memory for the frames of one scene; longer scenes are processed in "
-        "consecutive windows (default 768)",
+        "consecutive windows (default 512)",
     )
     sd = p.add_argument_group("Stable Diffusion fill (--fill sd)")
     sd.add_argument(
@@ -448,8 +448,29 @@ class _Frames:
         return self._it
 
 
+# glibc mallopt parameters: frames are allocated in the decoder thread and freed in
+# others; with glibc's defaults the freed frame memory stays in per-thread arenas and peak
+# RSS grows with the number of scene windows (measured: 0.95 GB for 30 s, 2.26 GB for
+# 150 s of one long 640x480 scene). Large blocks from mmap and two arenas keep it flat.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
+MALLOC_SETTINGS = ((M_ARENA_MAX, 2), (M_MMAP_THRESHOLD, 128 << 10), (M_TRIM_THRESHOLD, 128 << 10))
+
+
+def _tune_malloc() -> None:
+    """Apply MALLOC_SETTINGS where the C library is glibc; elsewhere do nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        for param, value in MALLOC_SETTINGS:
+            libc.mallopt(param, value)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `remaster` command."""
+    _tune_malloc()
     args = build_parser().parse_args(argv)
     _configure_logging(args.quiet, args.verbose)
     try:

@@ -22,9 +22,10 @@ from stages.base import Window
 
 log = logging.getLogger(__name__)
 
-# Default memory for buffered frames of one scene: 768 MiB is ~120 frames of 1080p RGB
-# and keeps the whole process well under 1.5 GB peak RSS at 1080p.
-DEFAULT_BUDGET_BYTES = 768 << 20
+# Default memory for buffered frames of one scene: 512 MiB is ~110 frames of 1440x1080
+# RGB. With the panorama stage's working memory, 768 MiB measured 1.74 GB peak RSS on a
+# 1440x1080 scene; the design target is about 1.5 GB at 1080p.
+DEFAULT_BUDGET_BYTES = 512 << 20
 
 # Scene detection runs on frames scaled to this width: cuts do not need detail.
 DETECT_WIDTH = 256
