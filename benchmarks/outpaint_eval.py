@@ -93,17 +93,17 @@ def scale_frames(frames: list[np.ndarray], max_width: int = 854) -> list[np.ndar
     return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
 
 
-def encode_nut(frames: Sequence[np.ndarray], rate: Fraction) -> bytes:
-    """Lossless FFV1 (bgr0, so RGB survives bit-exactly) in a NUT container, in memory."""
+def encode_nut(frames: Sequence[np.ndarray], rate: Fraction, pix_fmt: str = "bgr0") -> bytes:
+    """Lossless FFV1 in a NUT container, in memory (bgr0: RGB survives bit-exactly)."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="nut") as out:
         stream = out.add_stream("ffv1", rate=rate)
         stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "bgr0"
+        stream.pix_fmt = pix_fmt
         for i, img in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             vf.pts = i
-            for packet in stream.encode(vf.reformat(format="bgr0")):
+            for packet in stream.encode(vf.reformat(format=pix_fmt)):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
