@@ -29,12 +29,9 @@ REMASTER = [sys.executable, "-m", "stream.cli"]
 ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
 
 
-def timed(cmd: list[str] | str, shell: bool = False) -> tuple[float, int]:
+def timed(cmd: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (MiB) of the largest process of ``cmd`` (GNU time)."""
-    if shell:
-        cmd = ["/usr/bin/time", "-f", "%M", "bash", "-o", "pipefail", "-c", cmd]
-    else:
-        cmd = ["/usr/bin/time", "-f", "%M", *cmd]
+    cmd = ["/usr/bin/time", "-f", "%M", *cmd]
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -154,6 +151,8 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true", help="only the memory test")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/throughput.json")
     args = ap.parse_args()
+    if not shutil.which("ffmpeg") or not Path("/usr/bin/time").exists():
+        sys.exit("needs the ffmpeg CLI and GNU time (/usr/bin/time)")
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "speed": [],
@@ -243,8 +242,6 @@ def main() -> None:
             f"| {r['fill']} | {r['short_rss_mib']} | {r['long_rss_mib']} | "
             f"{100 * r['growth']:.1f} % |"
         )
-    if not shutil.which("ffmpeg"):
-        sys.exit("ffmpeg CLI is needed")
 
 
 if __name__ == "__main__":

@@ -251,9 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(quiet: bool, verbose: int) -> None:
-    level = logging.ERROR if quiet else logging.INFO if verbose == 0 else logging.DEBUG
-    if not quiet and verbose == 0:
-        level = logging.WARNING
+    # --quiet: errors only; default: warnings; -v and more: everything.
+    level = logging.ERROR if quiet else logging.WARNING if verbose == 0 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("remaster: %(levelname)s: %(message)s"))
     root = logging.getLogger()

@@ -173,6 +173,7 @@ class Sink:
                 self.width,
                 self.height,
             )
+        self._format = self.container.format.name.split(",")[0]  # e.g. "matroska"
         self.video = self._add_video()
         self._streams: dict[int, av.stream.Stream] = {}
         self._transcoders: dict[int, av.AudioResampler] = {}
@@ -184,8 +185,7 @@ class Sink:
 
     # -- set-up ---------------------------------------------------------------------
     def _add_video(self) -> av.video.stream.VideoStream:
-        fmt_name = self.container.format.name.split(",")[0]
-        codec = self.settings.codec or DEFAULT_CODECS.get(fmt_name, DEFAULT_CODEC)
+        codec = self.settings.codec or DEFAULT_CODECS.get(self._format, DEFAULT_CODEC)
         rate = self.info.frame_rate or Fraction(25)
         try:
             stream = self.container.add_stream(codec, rate=rate)
@@ -230,8 +230,7 @@ class Sink:
 
     def _add_copy(self, stream: av.stream.Stream) -> None:
         name = stream.codec_context.name if stream.codec_context else None
-        fmt_name = self.container.format.name.split(",")[0]
-        supported = self.container.supported_codecs | EXTRA_AUDIO_CODECS.get(fmt_name, set())
+        supported = self.container.supported_codecs | EXTRA_AUDIO_CODECS.get(self._format, set())
         if name and supported and name not in supported:
             if stream.type == "audio" and self.container.default_audio_codec != "none":
                 self._add_transcode(stream)
