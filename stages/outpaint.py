@@ -34,6 +34,8 @@ from stages.resample import Resampler
 
 log = logging.getLogger(__name__)
 
+FILL_CONTEXT = 0.25  # known context around the holes handed to the fill, in frame heights
+
 
 @dataclass
 class _Scene:
@@ -54,7 +56,8 @@ class _Pending:
     window: Window
     scene: _Scene
     display: np.ndarray  # the panorama to render from, once ``future`` is resolved
-    future: Future[np.ndarray] | None
+    future: Future[np.ndarray] | None  # the fill of ``display[rect]``
+    rect: tuple[slice, slice]
     view_of: list[np.ndarray]  # output-to-canvas matrix per frame
     unreliable: np.ndarray  # gate mask at the time of the window, for the seams
 
@@ -64,7 +67,8 @@ class PanoramaOutpaint(Stage):
 
     one_to_one = True
     _pending: _Pending | None = None  # window held back while its fill runs (async fill)
-    _submitted: Future[np.ndarray] | None = None  # fill future handed from _update to process
+    # fill future and its canvas rectangle, handed from _update to process
+    _submitted: tuple[Future[np.ndarray], tuple[slice, slice]] | None = None
 
     def __init__(
         self,
@@ -139,9 +143,10 @@ class PanoramaOutpaint(Stage):
                 ScenePanorama(self.composite, self.max_samples),
             )
         display, view_of = self._update(scene, window)
-        future, self._submitted = self._submitted, None
+        future, rect = self._submitted or (None, (slice(0), slice(0)))
+        self._submitted = None
         ready = _Pending(
-            window, scene, display, future, view_of, self._gate.mask((w, h), margin=False)
+            window, scene, display, future, rect, view_of, self._gate.mask((w, h), margin=False)
         )
         if not self._fill_async():
             yield from self._release(ready)
@@ -159,17 +164,28 @@ class PanoramaOutpaint(Stage):
     def _fill_async(self) -> bool:
         return callable(getattr(self.fill, "submit", None))
 
-    def _fill_scene(self, scene: _Scene) -> None:
-        """Fill what no frame showed: at once, or submitted when the fill has ``submit``
-        (the future goes to :meth:`process` through ``_submitted``). ``shown`` gets a new
-        array so a running fill's input is never changed under it."""
+    def _fill_scene(self, scene: _Scene, todo: np.ndarray, margin: int) -> None:
+        """Fill what no frame showed inside the bounding box of ``todo`` (canvas pixels
+        the views need) grown by ``margin`` pixels of known context: at once, or submitted
+        when the fill has ``submit`` (the future goes to :meth:`process` through
+        ``_submitted``). ``shown`` gets a new array so a running fill's input is never
+        changed under it."""
         assert scene.display is not None and scene.shown is not None
+        ys, xs = np.nonzero(todo.any(1))[0], np.nonzero(todo.any(0))[0]
+        h, w = todo.shape
+        rect = (
+            slice(max(0, ys[0] - margin), min(h, ys[-1] + 1 + margin)),
+            slice(max(0, xs[0] - margin), min(w, xs[-1] + 1 + margin)),
+        )
+        image = np.ascontiguousarray(scene.display[rect])
+        known = np.ascontiguousarray(scene.shown[rect])
         submit = getattr(self.fill, "submit", None)
         if callable(submit):
-            self._submitted = submit(scene.display, scene.shown)
+            self._submitted = submit(image, known), rect
         else:
-            scene.display = self.fill(scene.display, scene.shown)
-        scene.shown = np.ones_like(scene.shown)
+            scene.display[rect] = self.fill(image, known)
+        scene.shown = scene.shown.copy()
+        scene.shown[rect] = True
 
     def _await_fill(self, scene: _Scene) -> None:
         """Before compositing into ``scene``: wait for the pending window's fill of it and
@@ -184,7 +200,8 @@ class PanoramaOutpaint(Stage):
         """The window's filled panorama, waiting for its fill if it still runs (a fill error
         is raised here)."""
         if pending.future is not None:
-            pending.display = pending.scene.display = pending.future.result()
+            pending.display[pending.rect] = pending.future.result()
+            pending.scene.display = pending.display
             pending.future = None
         return pending.display
 
@@ -265,8 +282,9 @@ class PanoramaOutpaint(Stage):
             scene.shown |= updated
         from_ref = canvas.from_ref()
         polys = view_polygons(Hs, from_ref, out_w, h, ox)
-        if (needed(scene.shown.shape, polys) & ~scene.shown).any():
-            self._fill_scene(scene)
+        todo = needed(scene.shown.shape, polys) & ~scene.shown
+        if todo.any():
+            self._fill_scene(scene, todo, max(16, round(FILL_CONTEXT * h * canvas.scale)))
         return scene.display, [view_to_canvas(H, from_ref, ox) for H in Hs]
 
     def _foreground(
