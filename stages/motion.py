@@ -182,10 +182,16 @@ class MotionTracker:
         self._keys = [*self._keys[:1], *self._keys[1:][-1:], key]
 
     def _predict(self) -> np.ndarray:
+        """Constant velocity in reference coordinates; the last transform when that is not
+        a sane camera (far zoom or a near-singular matrix, e.g. after a flash)."""
+        b = self._hist[-1]
         if len(self._hist) < 2:
-            return self._hist[-1]
-        a, b = self._hist[-2], self._hist[-1]
-        return b @ (np.linalg.inv(a) @ b)  # constant velocity in reference coordinates
+            return b
+        a = self._hist[-2]
+        pred = b @ (np.linalg.inv(a) @ b)
+        pred = pred / pred[2, 2] if abs(pred[2, 2]) > 1e-9 else b
+        ratio = abs(np.linalg.det(pred[:2, :2])) / max(abs(np.linalg.det(b[:2, :2])), 1e-12)
+        return pred if np.isfinite(pred).all() and 0.8 < ratio < 1.25 else b
 
     def track(
         self, frames: list[np.ndarray], masks: list[np.ndarray] | None = None
@@ -227,7 +233,7 @@ class MotionTracker:
                     self._add_key(gray, H, mask)
             else:
                 self._fails += 1
-                H = pred
+                H = self._hist[-1]  # hold still: extrapolating failures runs away
                 if self._fails >= 8:  # lost for good: restart from the prediction
                     log.warning("motion lost for %d frames; re-keying", self._fails)
                     self._add_key(gray, H, mask)
@@ -270,7 +276,7 @@ class MotionTracker:
             return pred, 0, False
         src_a, dst_a, own = np.concatenate(src), np.concatenate(dst), np.concatenate(owner)
         H, n, name = fit_model(src_a, dst_a, model, self.ransac_thresh)
-        if n < self.min_inliers:
+        if n < self.min_inliers or not _sane(H, pred):
             return pred, n, False
         self._active = name
         proj = cv2.perspectiveTransform(src_a[:, None].astype(np.float64), H).reshape(-1, 2)
@@ -295,6 +301,15 @@ class _Key:
     pts: np.ndarray  # (N, 1, 2) float32 feature positions in the keyframe
     ref_pts: np.ndarray  # (N, 1, 2) float64 the same points in reference coordinates
     n: int
+
+
+def _sane(H: np.ndarray, pred: np.ndarray) -> bool:
+    """Whether ``H`` is a plausible next camera given the prediction: finite, and its area
+    scale within a factor 1.5 of the prediction's (a wild fit to a few points is not)."""
+    if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-9:
+        return False
+    ratio = abs(np.linalg.det(H[:2, :2] / H[2, 2])) / max(abs(np.linalg.det(pred[:2, :2])), 1e-12)
+    return 1 / 1.5 < ratio < 1.5
 
 
 def _interpolate_failures(motions: list[Motion]) -> None:

@@ -177,6 +177,8 @@ class PanoramaOutpaint(Stage):
             slice(max(0, ys[0] - margin), min(h, ys[-1] + 1 + margin)),
             slice(max(0, xs[0] - margin), min(w, xs[-1] + 1 + margin)),
         )
+        if not scene.shown[rect].any():  # no context around the holes: use all there is
+            rect = (slice(0, h), slice(0, w))
         image = np.ascontiguousarray(scene.display[rect])
         known = np.ascontiguousarray(scene.shown[rect])
         submit = getattr(self.fill, "submit", None)
@@ -240,6 +242,10 @@ class PanoramaOutpaint(Stage):
                 len(pick) - len(good),
                 len(pick),
             )
+        if not good and not self._known_near(scene, Hs, w, h):
+            # nothing registered and nothing stored where these frames are: their own
+            # pixels at the held transforms beat an invented fill (full-frame action)
+            good = pick
 
         scale = min(1.0, self.pano_height / h)
         max_size = (round(self.max_extent * out_w * scale), round(self.max_extent * h * scale))
@@ -286,6 +292,18 @@ class PanoramaOutpaint(Stage):
         if todo.any():
             self._fill_scene(scene, todo, max(16, round(FILL_CONTEXT * h * canvas.scale)))
         return scene.display, [view_to_canvas(H, from_ref, ox) for H in Hs]
+
+    @staticmethod
+    def _known_near(scene: _Scene, Hs: list[np.ndarray], w: int, h: int) -> bool:
+        """Whether the scene panorama has real background inside these frames' views."""
+        pano = scene.pano
+        if pano.canvas is None or pano.known is None or not pano.known.any():
+            return False
+        c = pano.canvas
+        x0, y0, x1, y1 = quad_bounds(Hs, w, h)
+        xs = slice(max(0, int((x0 - c.x0) * c.scale)), max(0, int((x1 - c.x0) * c.scale) + 1))
+        ys = slice(max(0, int((y0 - c.y0) * c.scale)), max(0, int((y1 - c.y0) * c.scale) + 1))
+        return bool(pano.known[ys, xs].any())
 
     def _foreground(
         self,

@@ -120,6 +120,20 @@ def _guess_format(path: str, fmt: str | None) -> str | None:
     return None  # from the extension
 
 
+def rgb_frame(image: np.ndarray) -> av.VideoFrame:
+    """An rgb24 frame holding a copy of ``image`` (uint8 (H, W, 3)).
+
+    Copied by numpy into the frame's plane rather than by ``VideoFrame.from_ndarray``,
+    which holds the GIL for the whole copy and, measured, halved the throughput of the
+    stage thread running beside the encoder; this is also about 3x faster."""
+    h, w = image.shape[:2]
+    frame = av.VideoFrame(w, h, "rgb24")
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
+    rows[:, : w * 3] = image.reshape(h, w * 3)
+    return frame
+
+
 class Sink:
     """An output container with one encoded video stream and copied side streams."""
 
@@ -341,7 +355,7 @@ class Sink:
         """Encode one RGB frame at ``pts`` (input time base) and mux what comes out."""
         if image.shape[0] != self.height or image.shape[1] != self.width:
             image = self._fit(image)
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame = rgb_frame(image)
         colour = self.colour
         frame = frame.reformat(
             format=self.video.pix_fmt,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -78,3 +79,21 @@ def test_rejects_bad_arguments(clip):
         MotionTracker(model="affine3d")
     with pytest.raises(ValueError, match="masks"):
         MotionTracker().track(clip.frames[:3], [np.ones((120, 160), bool)])
+
+
+def test_long_failure_during_a_zoom_stays_bounded():
+    """A zoom, then 40 frames nothing registers in (noise): the held transform must not
+    run away (extrapolating failed frames compounded the zoom until the matrix was
+    singular)."""
+    rng = np.random.default_rng(1)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (0, 0), 2)
+    zoom = [
+        cv2.warpAffine(texture, cv2.getRotationMatrix2D((160, 120), 0, 1.03**i), (320, 240))
+        for i in range(12)
+    ]
+    noise = [rng.integers(0, 256, texture.shape, dtype=np.uint8) for _ in range(40)]
+    ms = MotionTracker().track(zoom + noise)
+    assert all(m.ok for m in ms[:12]) and not any(m.ok for m in ms[12:])
+    for m in ms:
+        assert np.isfinite(m.H).all()
+        assert 0.5 < abs(np.linalg.det(m.H[:2, :2] / m.H[2, 2])) < 2.0

@@ -192,3 +192,30 @@ def test_scene_where_nothing_registers_still_gets_sides_from_its_own_frames():
     assert len(out) == 12 and out[0].image.shape == (120, info.width, 3)
     side = out[6].image[:, :20].reshape(-1, 3).mean(0)
     assert side[0] > 150 and side[1] < 110  # the scene's red, not mid grey
+
+
+def test_window_lost_far_from_the_stored_panorama_uses_its_own_frames(monkeypatch):
+    """A later window of a scene whose frames all fail registration and sit (by the held
+    transforms) where the bounded canvas stores nothing: its sides come from its own
+    frames, not from a fill with nothing to fill from (that gave flat mid grey)."""
+    from stages import motion
+
+    rng = np.random.default_rng(4)
+    red = [
+        np.clip(rng.normal((200, 60, 40), 30, (H, W, 3)), 0, 255).astype(np.uint8) for _ in range(8)
+    ]
+    far = np.array([[1, 0, 5000.0], [0, 1, 0], [0, 0, 1]])  # beyond the canvas bound
+    real_track = motion.MotionTracker.track
+
+    def lost_far(self, frames, masks=None):
+        if self._keys:  # the scene's second window: nothing registers, all held far away
+            return [motion.Motion(far.copy(), False) for _ in frames]
+        return real_track(self, frames, masks)
+
+    monkeypatch.setattr(motion.MotionTracker, "track", lost_far)
+    st = PanoramaOutpaint(Fraction(16, 9))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    list(st.process(Window(red[:4], [0, 1, 2, 3], 0, continues=False, last=False)))
+    out = list(st.process(Window(red[4:], [4, 5, 6, 7], 0, continues=True, last=True)))
+    side = out[2].image[:, :OX].reshape(-1, 3).mean(0)
+    assert side[0] > 150 and side[1] < 110  # the frames' red, not mid grey
