@@ -289,6 +289,17 @@ class PanoramaOutpaint(Stage):
         from_ref = canvas.from_ref()
         polys = view_polygons(Hs, from_ref, out_w, h, ox)
         todo = needed(scene.shown.shape, polys) & ~scene.shown
+        if todo.any() and not scene.shown.any():
+            # nothing on the canvas to fill from (views spread wider than its bound and
+            # the samples fell outside): the frames' mean colour, which the seam's colour
+            # match then shades row by row, rather than a fill's flat grey
+            log.warning(
+                "scene %d: no background on the canvas; sides take mean colour", scene.index
+            )
+            mean = np.mean([f.reshape(-1, 3).mean(0) for f in frames], axis=0)
+            scene.display[todo] = np.round(mean).astype(np.uint8)
+            scene.shown = scene.shown | todo
+            todo[:] = False
         if todo.any():
             self._fill_scene(scene, todo, max(16, round(FILL_CONTEXT * h * canvas.scale)))
         return scene.display, [view_to_canvas(H, from_ref, ox) for H in Hs]

@@ -219,3 +219,24 @@ def test_window_lost_far_from_the_stored_panorama_uses_its_own_frames(monkeypatc
     out = list(st.process(Window(red[4:], [4, 5, 6, 7], 0, continues=True, last=True)))
     side = out[2].image[:, :OX].reshape(-1, 3).mean(0)
     assert side[0] > 150 and side[1] < 110  # the frames' red, not mid grey
+
+
+def test_canvas_with_no_background_gives_the_frames_colour_not_grey(monkeypatch):
+    """When no sample lands on the canvas (views spread beyond its bound), the sides take
+    the frames' colour instead of a fill's flat mid grey."""
+    from stages import panorama
+
+    def add_nothing(self, frames, Hs, valid, times):
+        return np.zeros_like(self.known)
+
+    monkeypatch.setattr(panorama.ScenePanorama, "add", add_nothing)
+    rng = np.random.default_rng(5)
+    red = [
+        np.clip(rng.normal((200, 60, 40), 30, (H, W, 3)), 0, 255).astype(np.uint8)
+        for _ in range(6)
+    ]
+    st = PanoramaOutpaint(Fraction(16, 9))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    out = list(st.process(Window(red, list(range(6)), 0)))
+    side = out[3].image[:, :OX].reshape(-1, 3).mean(0)
+    assert side[0] > 150 and side[1] < 110
