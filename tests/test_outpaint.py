@@ -232,8 +232,7 @@ def test_canvas_with_no_background_gives_the_frames_colour_not_grey(monkeypatch)
     monkeypatch.setattr(panorama.ScenePanorama, "add", add_nothing)
     rng = np.random.default_rng(5)
     red = [
-        np.clip(rng.normal((200, 60, 40), 30, (H, W, 3)), 0, 255).astype(np.uint8)
-        for _ in range(6)
+        np.clip(rng.normal((200, 60, 40), 30, (H, W, 3)), 0, 255).astype(np.uint8) for _ in range(6)
     ]
     st = PanoramaOutpaint(Fraction(16, 9))
     st.configure(VideoInfo(W, H, Fraction(1, 24)))
