@@ -63,6 +63,8 @@ class Resampler:
         t = (np.arange(self.fade, dtype=np.float32) + 0.5) / max(self.fade, 1)
         self._fade = 1.0 - t * t * (3 - 2 * t)  # 1 at the frame edge -> 0 outside
         self._spread: dict[tuple[int, bool], np.ndarray] = {}
+        # (band * 3, 3): a product with it sums a band row's columns per channel
+        self._per_channel = np.tile(np.eye(3, dtype=np.float32), (self.band, 1))
 
     def render(
         self,
@@ -138,26 +140,23 @@ class Resampler:
         if n < 4:
             return np.zeros((h, width, 3), np.float32)
         diff *= wgt[..., None]
-        per_channel = np.tile(np.eye(3, dtype=np.float32), (b, 1))  # (b * 3, 3)
-        row_d = diff.reshape(h, -1) @ per_channel  # (h, 3) sums over the band's columns
+        row_d = diff.reshape(h, -1) @ self._per_channel  # (h, 3) sums over the band's columns
         row_w = wgt.sum(1)
         glob = row_d.sum(0) / n
         k = max(3, (h // 6) | 1)
         row_d, row_w = box_rows(row_d, k), box_rows(row_w[:, None], k)[:, 0]
         a = np.clip(row_w / max(1.0, 0.5 * b), 0, 1)[:, None]
         local = a * row_d / np.maximum(row_w, 1e-3)[:, None] + (1 - a) * glob
-        # (local - glob) * fade(x) + glob as one product (h, 4) @ (4, width * 3): numpy
-        # broadcasting over a trailing axis of 3 is many times slower here
+        # (local - glob) * fade(x) as one product (h, 3) @ (3, width * 3), then + glob:
+        # numpy broadcasting over a trailing axis of 3 is many times slower here
         spread = self._spread.get((width, is_left))
         if spread is None:
             x = np.linspace(0.0, 1.0, width, dtype=np.float32)
             fade = x if is_left else x[::-1]
-            spread = np.zeros((4, width, 3), np.float32)
+            spread = np.zeros((3, width, 3), np.float32)
             for c in range(3):
                 spread[c, :, c] = fade
-            spread = self._spread[(width, is_left)] = spread.reshape(4, -1)
-        spread[3] = np.tile(glob.astype(np.float32), width)
-        lhs = np.ones((h, 4), np.float32)
-        lhs[:, :3] = local - glob
-        out = lhs @ spread
+            spread = self._spread[(width, is_left)] = spread.reshape(3, -1)
+        out = (local - glob).astype(np.float32) @ spread
+        out += np.tile(glob.astype(np.float32), width)
         return out.reshape(h, width, 3)
