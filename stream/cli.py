@@ -455,7 +455,7 @@ class _Frames:
 # a fresh mmap, and the page faults cost the panorama CLI 20 % of its speed (300 frames
 # 640x480: 13.9 s wall, 4.0 s system time against 11.2 s and 1.7 s).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
-MALLOC_SETTINGS = ((M_ARENA_MAX, 2), (M_MMAP_THRESHOLD, 8 << 20), (M_TRIM_THRESHOLD, 128 << 10))
+MALLOC_SETTINGS = ((M_ARENA_MAX, 2), (M_MMAP_THRESHOLD, 8 << 20), (M_TRIM_THRESHOLD, 64 << 20))
 
 
 def _tune_malloc() -> None:
