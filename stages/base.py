@@ -79,6 +79,12 @@ class Stage(ABC):
         """Called once before any window with the input format; returns the output format."""
         return info
 
+    def peek(self, image: np.ndarray, scene: int, starts: bool) -> None:
+        """See one input frame ahead of :meth:`process`, in input order, as soon as its
+        scene is known (``starts``: it is the scene's first frame). Per-frame analysis
+        done here overlaps with decoding instead of waiting for the whole scene. Only
+        the first stage of a chain is given peeks; the default ignores them."""
+
     @abstractmethod
     def process(self, window: Window) -> Iterator[Frame]:
         """Yield output frames for ``window`` (and any held back from earlier windows)."""
@@ -106,6 +112,9 @@ class StageChain(Stage):
         for stage in self.stages:
             info = stage.configure(info)
         return info
+
+    def peek(self, image: np.ndarray, scene: int, starts: bool) -> None:
+        self.stages[0].peek(image, scene, starts)  # later stages see other frames
 
     def process(self, window: Window) -> Iterator[Frame]:
         yield from self._run(0, window)

@@ -240,7 +240,7 @@ class MotionTracker:
                     self._fails = 0
             self._hist = [*self._hist[-1:], H]
             out.append(Motion(s_inv @ H @ s, ok, n_last))
-        _interpolate_failures(out)
+        interpolate_failures(out)
         return out
 
     def _register(
@@ -312,7 +312,7 @@ def _sane(H: np.ndarray, pred: np.ndarray) -> bool:
     return 1 / 1.5 < ratio < 1.5
 
 
-def _interpolate_failures(motions: list[Motion]) -> None:
+def interpolate_failures(motions: list[Motion]) -> None:
     """Replace failed frames' transforms by a linear blend of the nearest good neighbours
     in this window (the held prediction when only one side has a good frame)."""
     good = [i for i, m in enumerate(motions) if m.ok]

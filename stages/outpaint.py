@@ -15,6 +15,7 @@ does not flicker at window boundaries, and memory stays one bounded canvas per s
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import numpy as np
 from stages.base import Frame, HoleFill, Stage, VideoInfo, Window, widened_width
 from stages.fill import ClassicalFill
 from stages.foreground import ForegroundMasker, GateDetector, apply_gain, gain_to
-from stages.motion import MotionTracker
+from stages.motion import Motion, MotionTracker, interpolate_failures
 from stages.panorama import Canvas, ScenePanorama, masked_median, move_to, quad_bounds, warp_sample
 from stages.regions import needed, view_polygons, view_to_canvas
 from stages.resample import Resampler
@@ -105,6 +106,12 @@ class PanoramaOutpaint(Stage):
         self._resampler: Resampler | None = None
         self._gate = GateDetector()
         self._scene: _Scene | None = None
+        # registration done ahead from peek(): (scene, starts, motion) per input frame
+        self._ahead: deque[tuple[int, bool, Motion]] = deque()
+        self._ahead_tracker: MotionTracker | None = None
+        self._ahead_off = -1  # scene whose peeks did not match its windows: not used
+        self._track_mask: np.ndarray | None = None  # features allowed (gate as of now)
+        self._gate_frames = 0  # frames given to the gate detector
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         if info.width < 16 or info.height < 16:
@@ -112,10 +119,54 @@ class PanoramaOutpaint(Stage):
         out_w = widened_width(info.width, info.height, self.aspect)
         self._info = info
         self._resampler = Resampler(info.width, out_w, info.height)
+        self._track_mask = None
         if self.dump_dir is not None:
             self.dump_dir.mkdir(parents=True, exist_ok=True)
         log.info("outpaint %dx%d -> %dx%d", info.width, info.height, out_w, info.height)
         return info.with_size(out_w, info.height)
+
+    def peek(self, image: np.ndarray, scene: int, starts: bool) -> None:
+        """Register the frame to its scene now, while later frames are still decoding;
+        :meth:`process` takes these results (the same as registering it there)."""
+        if self._info is None or image.shape != (self._info.height, self._info.width, 3):
+            return
+        if starts or self._ahead_tracker is None:
+            self._ahead_tracker = MotionTracker(model=self.model, work_width=self.work_width)
+        self._ahead.append((scene, starts, self._register(self._ahead_tracker, image)))
+
+    def _register(self, tracker: MotionTracker, image: np.ndarray) -> Motion:
+        """Register one frame; every frame also feeds the film-gate detector, whose mask
+        keeps features off gate corners and static screen overlays (refreshed at frames
+        1, 2, 4, ..., 32 and every 32nd after: the mask settles quickly)."""
+        assert self._info is not None
+        w, h = self._info.width, self._info.height
+        sw = min(self.small_width, w)
+        small = cv2.resize(image, (sw, max(8, round(h * sw / w))), interpolation=cv2.INTER_AREA)
+        self._gate.update([small])
+        self._gate_frames += 1
+        k = self._gate_frames
+        if self._track_mask is None or (k & (k - 1)) == 0 and k <= 32 or k % 32 == 0:
+            self._track_mask = ~self._gate.mask((w, h))
+        (motion,) = tracker.track([image], [self._track_mask])
+        return motion
+
+    def _take_ahead(self, window: Window) -> list[Motion] | None:
+        """The window's motions from :meth:`peek`, or None when they are missing or do
+        not line up with the window (then the scene is registered in :meth:`process`)."""
+        n = len(window)
+        head = [self._ahead.popleft() for _ in range(min(n, len(self._ahead)))]
+        ok = len(head) == n and self._ahead_off != window.scene
+        ok = ok and all(sc == window.scene for sc, _, _ in head)
+        ok = ok and [st for _, st, _ in head] == [not window.continues] + [False] * (n - 1)
+        if not ok:
+            if head:
+                log.debug("scene %d: frames registered ahead do not match", window.scene)
+                self._ahead_off = window.scene
+                self._ahead.clear()
+            return None
+        motions = [m for _, _, m in head]
+        interpolate_failures(motions)
+        return motions
 
     def process(self, window: Window) -> Iterator[Frame]:
         """Widen the window's frames.
@@ -142,7 +193,13 @@ class PanoramaOutpaint(Stage):
                 MotionTracker(model=self.model, work_width=self.work_width),
                 ScenePanorama(self.composite, self.max_samples),
             )
-        display, view_of = self._update(scene, window)
+        motions = self._take_ahead(window)
+        if motions is not None and self._ahead_tracker is not None:
+            scene.tracker = self._ahead_tracker  # its state carries the scene on
+        else:
+            motions = [self._register(scene.tracker, f) for f in window.frames]
+            interpolate_failures(motions)
+        display, view_of = self._update(scene, window, motions)
         future, rect = self._submitted or (None, (slice(0), slice(0)))
         self._submitted = None
         ready = _Pending(
@@ -217,9 +274,11 @@ class PanoramaOutpaint(Stage):
         if win.last and self.dump_dir is not None:
             self._dump(pending.scene)
 
-    def _update(self, scene: _Scene, window: Window) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Register, composite and fill for one window; returns the filled panorama and each
-        frame's output-to-canvas matrix."""
+    def _update(
+        self, scene: _Scene, window: Window, motions: list[Motion]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Composite and fill for one registered window; returns the filled panorama and
+        each frame's output-to-canvas matrix."""
         assert self._info is not None and self._resampler is not None
         w, h = self._info.width, self._info.height
         out_w, ox = self._resampler.out_width, self._resampler.offset
@@ -230,9 +289,7 @@ class PanoramaOutpaint(Stage):
         n = len(frames)
         pick = sorted({round(k) for k in np.linspace(0, n - 1, min(self.max_samples, n))})
         smalls = {i: cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA) for i in pick}
-        self._gate.update([smalls[i] for i in pick])
         unreliable = self._gate.mask((w, h))
-        motions = scene.tracker.track(frames, [~unreliable] * n)
         Hs = [m.H for m in motions]
         good = [i for i in pick if motions[i].ok]
         if len(good) < len(pick):

@@ -422,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
             decoder.on_packet = sink.queue_packet
             detector = make_detector(args.scene_detector, args.scene_threshold)
             budget = args.memory << 20 if stage.buffers_scenes else FRAME_STAGE_BUDGET
-            scenes = SceneBuffer(detector, info.frame_rate, budget)
+            scenes = SceneBuffer(detector, info.frame_rate, budget, on_settled=stage.peek)
             chained = _Frames(itertools.chain(probe, frames))
             chain = Chain(chained, scenes, stage, sink)
             with ProgressBar(source.frame_count, enabled=not args.quiet) as bar:

@@ -10,7 +10,7 @@ late, so that many frames are always kept back from a window that does not end a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import cv2
@@ -59,6 +59,7 @@ class SceneBuffer:
         detector: SceneDetector | None,
         frame_rate: Fraction | None,
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        on_settled: Callable[[np.ndarray, int, bool], None] | None = None,
     ):
         if budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
@@ -74,6 +75,11 @@ class SceneBuffer:
         self.scene = 0
         self._continues = False
         self.cuts_found: list[int] = []
+        # called as (frame, scene, starts_scene) for each frame once no later cut can
+        # change its scene, in order, always before the window holding it is yielded
+        self.on_settled = on_settled
+        self._settled = 0  # frames reported to on_settled
+        self._settled_scene = -1
 
     def _max_frames(self) -> int:
         if not self._frames:
@@ -91,12 +97,16 @@ class SceneBuffer:
             small = _small(image)
             cuts = self.detector.process_frame(FrameTimecode(number, self.fps), small)
             self._note_cuts(cuts)
+        # a detector reports a cut at most event_buffer_length frames after it: frames
+        # older than ``lag`` keep their scene
+        self._settle(self._count - self.lag)
         yield from self._drain(final=False)
 
     def flush(self) -> Iterator[Window]:
         """End of the video: yield what is left, the last window ending its scene."""
         if self.detector is not None and self._count:
             self._note_cuts(self.detector.post_process(FrameTimecode(self._count - 1, self.fps)))
+        self._settle(self._count)
         yield from self._drain(final=True)
 
     def _note_cuts(self, cuts) -> None:
@@ -107,6 +117,16 @@ class SceneBuffer:
                 self.cuts_found.append(number)
                 log.debug("cut at frame %d", number)
         self._cuts.sort()
+
+    def _settle(self, upto: int) -> None:
+        """Report frames numbered below ``upto`` (those not reported yet) to on_settled."""
+        if self.on_settled is None:
+            return
+        for number in range(self._settled, upto):
+            scene = self.scene + sum(1 for c in self._cuts if c <= number)  # pending cuts
+            starts, self._settled_scene = scene != self._settled_scene, scene
+            self.on_settled(self._frames[number - self._first], scene, starts)
+            self._settled = number + 1
 
     def _drain(self, final: bool) -> Iterator[Window]:
         while self._cuts:
@@ -122,6 +142,7 @@ class SceneBuffer:
     def _emit(self, n: int, last: bool) -> Iterator[Window]:
         if n <= 0:
             return
+        self._settle(self._first + n)  # in case a detector reported a cut later than it says
         window = Window(self._frames[:n], self._pts[:n], self.scene, self._continues, last)
         del self._frames[:n]
         del self._pts[:n]

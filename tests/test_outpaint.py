@@ -239,3 +239,40 @@ def test_canvas_with_no_background_gives_the_frames_colour_not_grey(monkeypatch)
     out = list(st.process(Window(red, list(range(6)), 0)))
     side = out[3].image[:, :OX].reshape(-1, 3).mean(0)
     assert side[0] > 150 and side[1] < 110
+
+
+@pytest.mark.parametrize("budget_frames", [1000, 25])
+def test_registering_ahead_from_peeks_gives_the_same_frames(budget_frames):
+    """Frames registered as they settle in the scene buffer (peek) and frames registered
+    when their window arrives give bit-identical output, across cuts and across the
+    windows of a scene longer than the memory budget."""
+    from stream.scenes import SceneBuffer, make_detector
+    from tests.synthetic import cut_clip
+
+    frames, cuts = cut_clip([40, 30, 45])
+
+    def widen(peek: bool) -> tuple[list[np.ndarray], PanoramaOutpaint]:
+        st = PanoramaOutpaint(Fraction(16, 9))
+        st.configure(VideoInfo(W, H, Fraction(1, 24)))
+        buf = SceneBuffer(
+            make_detector(),
+            Fraction(24),
+            budget_frames * frames[0].nbytes,
+            on_settled=st.peek if peek else None,
+        )
+        out = []
+        for i, f in enumerate(frames):
+            for win in buf.push(f, i):
+                out += [fr.image for fr in st.process(win)]
+        for win in buf.flush():
+            out += [fr.image for fr in st.process(win)]
+        out += [fr.image for fr in st.finish()]
+        assert buf.cuts_found == cuts
+        return out, st
+
+    ahead, st = widen(True)
+    plain, _ = widen(False)
+    assert st._ahead_off == -1 and not st._ahead  # every peek was used
+    assert len(ahead) == len(plain) == len(frames)
+    for a, b in zip(ahead, plain, strict=True):
+        assert np.array_equal(a, b)

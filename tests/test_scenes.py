@@ -82,3 +82,26 @@ def test_cuts_on_real_clips(name, cuts):
     for cut in cuts:
         assert np.min(np.abs(found - cut)) <= 1, f"cut {cut} missed: {buf.cuts_found}"
     assert len(found) <= len(cuts) + 1  # fades may add at most one extra cut
+
+
+@pytest.mark.parametrize("budget_frames", [1000, 24])
+def test_frames_settle_once_in_order_with_their_scene_before_their_window(budget_frames):
+    frames, cuts = cut_clip([50, 70, 30])
+    settled: list[tuple[int, int, bool]] = []  # (frame id, scene, starts)
+    ids = {id(f): i for i, f in enumerate(frames)}
+    buf = SceneBuffer(
+        make_detector(),
+        Fraction(24),
+        frames[0].nbytes * budget_frames,
+        on_settled=lambda img, scene, starts: settled.append((ids[id(img)], scene, starts)),
+    )
+    windows = []
+    for i, img in enumerate(frames):
+        for w in buf.push(img, i):
+            assert len(settled) >= w.pts[-1] + 1  # every frame of a window settled first
+            windows.append(w)
+    windows += list(buf.flush())
+    assert [s[0] for s in settled] == list(range(len(frames)))
+    scene_of = {p: w.scene for w in windows for p in w.pts}
+    assert [s[1] for s in settled] == [scene_of[i] for i in range(len(frames))]
+    assert [i for i, _, starts in settled if starts] == [0, *cuts]
