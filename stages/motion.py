@@ -166,7 +166,8 @@ class MotionTracker:
         self._fails = 0
         self._active: str | None = None  # model in use since the last keyframe
 
-    def _scales(self, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
+    def scales(self, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
+        """Working size (w, h) for frames of ``shape`` and the full-to-working matrix."""
         h, w = shape[:2]
         ww = min(self.work_width, w)
         wh = max(16, round(h * ww / w))
@@ -202,7 +203,7 @@ class MotionTracker:
             raise ValueError(f"{len(masks)} masks for {len(frames)} frames")
         if not frames:
             return []
-        size, s = self._scales(frames[0].shape)
+        size, s = self.scales(frames[0].shape)
         s_inv = np.linalg.inv(s)
         out: list[Motion] = []
         for i, frame in enumerate(frames):

@@ -115,9 +115,8 @@ class Resampler:
                 else:
                     mirror, mbad = orig[:, b - bo :][:, ::-1], bad[:, b - bo :][:, ::-1]
                     cols = slice(0, bo)
-                alpha = np.where(mbad, 0.0, fade[None, :])[..., None].astype(np.float32)
-                mixed = alpha * mirror + (1 - alpha) * side[:, cols]
-                side[:, cols] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+                alpha = np.where(mbad, np.float32(0), fade[None, :])
+                side[:, cols] = cv2.blendLinear(mirror, side[:, cols], alpha, 1 - alpha)
             if is_left:
                 out[:, :ox] = side
             else:
@@ -131,24 +130,26 @@ class Resampler:
         the per-row (smoothed) band difference at the seam, fading to the band's global
         difference at the outer edge."""
         h, b = ok.shape
-        diff = orig.astype(np.float32) - pano.astype(np.float32)
+        diff = cv2.subtract(orig, pano, dtype=cv2.CV_32F)
         ad = np.abs(diff)  # (numpy reductions over a trailing axis of 3 are slow: slices)
         # exposure drift is small; big differences are characters or occlusions: skip them
         ok = ok & (np.maximum(np.maximum(ad[..., 0], ad[..., 1]), ad[..., 2]) < 32)
-        wgt = ok.astype(np.float32)
-        n = float(wgt.sum())
+        n = int(np.count_nonzero(ok))
         if n < 4:
             return np.zeros((h, width, 3), np.float32)
-        diff *= wgt[..., None]
-        row_d = diff.reshape(h, -1) @ self._per_channel  # (h, 3) sums over the band's columns
-        row_w = wgt.sum(1)
-        glob = row_d.sum(0) / n
-        k = max(3, (h // 6) | 1)
-        row_d, row_w = box_rows(row_d, k), box_rows(row_w[:, None], k)[:, 0]
-        a = np.clip(row_w / max(1.0, 0.5 * b), 0, 1)[:, None]
-        local = a * row_d / np.maximum(row_w, 1e-3)[:, None] + (1 - a) * glob
-        # (local - glob) * fade(x) as one product (h, 3) @ (3, width * 3), then + glob:
-        # numpy broadcasting over a trailing axis of 3 is many times slower here
+        wgt = ok.astype(np.float32)
+        diff *= cv2.merge([wgt, wgt, wgt])
+        # per row: the band's summed difference per channel and its count, smoothed
+        rows = np.empty((h, 4), np.float32)
+        rows[:, :3] = diff.reshape(h, -1) @ self._per_channel
+        rows[:, 3] = wgt.sum(1)
+        glob = rows[:, :3].sum(0, dtype=np.float64) / n
+        rows = box_rows(rows, max(3, (h // 6) | 1))
+        row_d, row_w = rows[:, :3], rows[:, 3:]
+        a = np.clip(row_w / max(1.0, 0.5 * b), 0, 1)
+        local = a * row_d / np.maximum(row_w, 1e-3) + (1 - a) * glob
+        # glob + (local - glob) * fade(x) as one product (h, 4) @ (4, width * 3): numpy
+        # broadcasting over a trailing axis of 3 is many times slower here
         spread = self._spread.get((width, is_left))
         if spread is None:
             x = np.linspace(0.0, 1.0, width, dtype=np.float32)
@@ -157,6 +158,8 @@ class Resampler:
             for c in range(3):
                 spread[c, :, c] = fade
             spread = self._spread[(width, is_left)] = spread.reshape(3, -1)
-        out = (local - glob).astype(np.float32) @ spread
-        out += np.tile(glob.astype(np.float32), width)
-        return out.reshape(h, width, 3)
+        rhs = np.empty((4, width * 3), np.float32)
+        rhs[:3], rhs[3] = spread, np.tile(glob.astype(np.float32), width)
+        lhs = np.ones((h, 4), np.float32)
+        lhs[:, :3] = local - glob
+        return (lhs @ rhs).reshape(h, width, 3)

@@ -242,14 +242,18 @@ def test_canvas_with_no_background_gives_the_frames_colour_not_grey(monkeypatch)
 
 
 @pytest.mark.parametrize("budget_frames", [1000, 25])
-def test_registering_ahead_from_peeks_gives_the_same_frames(budget_frames):
+def test_registering_ahead_from_peeks_gives_the_same_frames(budget_frames, monkeypatch):
     """Frames registered as they settle in the scene buffer (peek) and frames registered
-    when their window arrives give bit-identical output, across cuts and across the
-    windows of a scene longer than the memory budget."""
+    when their window arrives give bit-identical output, across cuts, scenes shorter and
+    longer than the registration lag, and the windows of a scene longer than the budget."""
+    from stages import outpaint
     from stream.scenes import SceneBuffer, make_detector
     from tests.synthetic import cut_clip
 
-    frames, cuts = cut_clip([40, 30, 45])
+    frames, cuts = cut_clip([70, 20, 80])
+    seen = []
+    see = outpaint._Registrar.see
+    monkeypatch.setattr(outpaint._Registrar, "see", lambda r, im: (seen.append(1), see(r, im)))
 
     def widen(peek: bool) -> tuple[list[np.ndarray], PanoramaOutpaint]:
         st = PanoramaOutpaint(Fraction(16, 9))
@@ -271,8 +275,9 @@ def test_registering_ahead_from_peeks_gives_the_same_frames(budget_frames):
         return out, st
 
     ahead, st = widen(True)
+    assert len(seen) == len(frames)  # each frame seen once, ahead: none again at its window
+    assert not st._registrars  # every frame seen ahead was taken
     plain, _ = widen(False)
-    assert st._ahead_off == -1 and not st._ahead  # every peek was used
     assert len(ahead) == len(plain) == len(frames)
     for a, b in zip(ahead, plain, strict=True):
         assert np.array_equal(a, b)
