@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,6 +43,7 @@ FILL_CONTEXT = 0.25  # known context around the holes handed to the fill, in fra
 # dev clips, mean: 20.82 dB at 16, 20.97 at 32, 20.98 at 64 and with a window's mask)
 TRACK_LAG = 32
 MASK_EVERY = 8  # frames between remakes of that mask while streaming
+POOL_THREADS = 2  # threads for the independent parts of a window's work
 
 
 @dataclass
@@ -113,6 +115,7 @@ class PanoramaOutpaint(Stage):
         self._scene: _Scene | None = None
         self._registrars: dict[int, _Registrar] = {}  # by scene index, fed by peek()
         self._worker: ThreadPoolExecutor | None = None  # runs the registrars' tracking
+        self._pool: ThreadPoolExecutor | None = None  # runs independent parts of a window
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         if info.width < 16 or info.height < 16:
@@ -183,7 +186,7 @@ class PanoramaOutpaint(Stage):
         scene = self._scene
         if scene is None or not window.continues or scene.index != window.scene:
             scene = self._scene = _Scene(
-                window.scene, ScenePanorama(self.composite, self.max_samples)
+                window.scene, ScenePanorama(self.composite, self.max_samples, self._map)
             )
         display, view_of = self._update(scene, window, self._motions(window))
         future, rect = self._submitted or (None, (slice(0), slice(0)))
@@ -203,6 +206,14 @@ class PanoramaOutpaint(Stage):
         pending, self._pending = self._pending, None
         if pending is not None:
             yield from self._release(pending)
+
+    def _map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """``map`` on ``POOL_THREADS`` threads (OpenCV and numpy release the GIL): the
+        per-window work would otherwise leave the second core idle while nothing decodes
+        or encodes. Results in order; deterministic."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="remaster-panorama")
+        return self._pool.map(fn, items)
 
     def _fill_async(self) -> bool:
         return callable(getattr(self.fill, "submit", None))
@@ -382,18 +393,20 @@ class PanoramaOutpaint(Stage):
         ]
         bg = masked_median(np.stack([x[0] for x in warped]), np.stack([x[1] for x in warped]))
         known = np.stack([x[1] for x in warped]).any(0)
-        masks, gains = [], []
-        for s, H, full in zip(smalls, Hs_small, fulls, strict=True):
-            m = to_c @ H
+        known8 = known.astype(np.uint8) * 255
+
+        def one(k: int) -> tuple[np.ndarray, np.ndarray]:
+            m = to_c @ Hs_small[k]
             flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
             bg_view = cv2.warpPerspective(bg, m, (sw, sh), flags=flags)
-            kn_view = (
-                cv2.warpPerspective(known.astype(np.uint8) * 255, m, (sw, sh), flags=flags) >= 250
-            )
+            kn_view = cv2.warpPerspective(known8, m, (sw, sh), flags=flags) >= 250
             kn_view &= ~unrel
-            fg = self.masker(s, bg_view, kn_view, full if self.masker.segmenter else None)
-            masks.append(fg)
-            gains.append(gain_to(bg_view, s, kn_view & ~fg))
+            full = fulls[k] if self.masker.segmenter else None
+            fg = self.masker(smalls[k], bg_view, kn_view, full)
+            return fg, gain_to(bg_view, smalls[k], kn_view & ~fg)
+
+        done = list(self._map(one, range(len(smalls))))
+        masks, gains = [d[0] for d in done], [d[1] for d in done]
         return masks, gains
 
     def _dump(self, scene: _Scene) -> None:
@@ -413,9 +426,10 @@ class PanoramaOutpaint(Stage):
                 future.cancel()  # not started yet: drop it; running: fill.close() waits
         self._scene = None
         self._registrars.clear()
-        if self._worker is not None:
-            self._worker.shutdown(cancel_futures=True)
-            self._worker = None
+        for pool in (self._worker, self._pool):
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        self._worker = self._pool = None
         self.fill.close()
 
 

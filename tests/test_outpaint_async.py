@@ -12,8 +12,7 @@ import pytest
 
 from stages.base import HoleFill, Stage, StageChain, VideoInfo, Window, frames_of
 from stages.fill import ClassicalFill
-from stages.motion import MotionTracker
-from stages.outpaint import PanoramaOutpaint
+from stages.outpaint import PanoramaOutpaint, _Registrar
 from tests.synthetic import cut_clip
 
 W, H = 160, 120
@@ -146,17 +145,17 @@ def test_fill_runs_while_next_window_is_registered(clip, monkeypatch):
     release = threading.Event()
     fill = FakeAsyncFill(gates={0: release})
     seen: list[bool] = []
-    track = MotionTracker.track
+    take = _Registrar.take  # registers the window's frames not registered yet
 
-    def recording_track(self, *args, **kw):
-        result = track(self, *args, **kw)
+    def recording_take(self, *args, **kw):
+        result = take(self, *args, **kw)
         fill.log.append(f"track {len(seen)}")
         seen.append(bool(fill.done) and not fill.done[0].is_set())
         if len(seen) == 2:  # window 1 is registered: only now may fill 0 finish
             release.set()
         return result
 
-    monkeypatch.setattr(MotionTracker, "track", recording_track)
+    monkeypatch.setattr(_Registrar, "take", recording_take)
     st = make_stage(fill)
     assert list(st.process(window(frames, windows[0]))) == []
     out = list(st.process(window(frames, windows[1])))
