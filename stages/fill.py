@@ -114,15 +114,23 @@ class ClassicalFill(HoleFill):
     18.48 / 19.36 / 24.67 with 2, so the mean rises."""
 
     def __init__(
-        self, detail_gain: float = 0.7, sigma: float = 2.0, reach: float = 24.0, y_every: int = 4
+        self,
+        detail_gain: float = 0.7,
+        sigma: float = 2.0,
+        reach: float = 24.0,
+        y_every: int = 4,
+        max_pixels: int = 1_500_000,
     ):
-        if detail_gain < 0 or sigma <= 0 or reach <= 0 or y_every < 1:
+        if detail_gain < 0 or sigma <= 0 or reach <= 0 or y_every < 1 or max_pixels < 64:
             raise ValueError(
-                f"need detail_gain >= 0, sigma > 0, reach > 0, y_every >= 1: "
-                f"{detail_gain}, {sigma}, {reach}, {y_every}"
+                f"need detail_gain >= 0, sigma > 0, reach > 0, y_every >= 1, max_pixels >= 64: "
+                f"{detail_gain}, {sigma}, {reach}, {y_every}, {max_pixels}"
             )
         self.detail_gain, self.sigma, self.reach = detail_gain, sigma, reach
         self.y_every = y_every
+        # larger regions are filled at a reduced size: the float buffers of the fill are
+        # the stage's biggest allocation, and must not grow with the canvas
+        self.max_pixels = max_pixels
 
     def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
         check_fill_inputs(image, known)
@@ -131,6 +139,9 @@ class ClassicalFill(HoleFill):
         if not known.any():
             log.warning("nothing known to fill from; returning mid grey")
             return np.full_like(image, 128)
+        h, w = known.shape
+        if h * w > self.max_pixels:
+            return self._reduced(image, known)
         out = push_pull(image, known, self.y_every)
         if self.y_every > 1:  # soften row streaks with the distance into the hole
             dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
@@ -143,3 +154,20 @@ class ClassicalFill(HoleFill):
         result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
         cv2.copyTo(image, known.astype(np.uint8), result)
         return result
+
+    def _reduced(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """Fill at about ``max_pixels`` (area-averaged known colours; pixels over half
+        known count as known), scaled back up under the holes; known pixels unchanged.
+        No full-size float copy is made."""
+        h, w = known.shape
+        f = (self.max_pixels / (h * w)) ** 0.5
+        size = (max(1, int(w * f)), max(1, int(h * f)))
+        known8 = known.astype(np.uint8)
+        cover = cv2.resize(known8 * np.float32(1), size, interpolation=cv2.INTER_AREA)
+        masked = cv2.bitwise_and(image, image, mask=known8)
+        colour = cv2.resize(masked, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        small = np.clip(colour / merge3(np.maximum(cover, 1e-6)) + 0.5, 0, 255).astype(np.uint8)
+        small_known = cover > 0.5 if (cover > 0.5).any() else cover > 0
+        out = cv2.resize(self(small, small_known), (w, h), interpolation=cv2.INTER_LINEAR)
+        cv2.copyTo(image, known8, out)
+        return out

@@ -365,10 +365,7 @@ class PanoramaOutpaint(Stage):
         pano = scene.pano
         if pano.canvas is None or pano.known is None or not pano.known.any():
             return False
-        c = pano.canvas
-        x0, y0, x1, y1 = quad_bounds(Hs, w, h)
-        xs = slice(max(0, int((x0 - c.x0) * c.scale)), max(0, int((x1 - c.x0) * c.scale) + 1))
-        ys = slice(max(0, int((y0 - c.y0) * c.scale)), max(0, int((y1 - c.y0) * c.scale) + 1))
+        ys, xs = pano.canvas.pixels(quad_bounds(Hs, w, h))
         return bool(pano.known[ys, xs].any())
 
     def _foreground(

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 COMPOSITES = ("median", "nearest")
 # ``map`` or a thread pool's ``map``: runs independent parts of a composite, in order
+# the warped samples of one composite band, about (samples x pixels x 4 bytes): wider
+# boxes are done a band of rows at a time, so memory does not grow with the canvas
+COMPOSITE_BAND_BYTES = 96 << 20
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
@@ -51,6 +54,26 @@ class Canvas:
             self.y0,
             self.x0 + self.width / self.scale,
             self.y0 + self.height / self.scale,
+        )
+
+    def pixels(self, box: np.ndarray) -> tuple[slice, slice]:
+        """Canvas (rows, columns) covering a reference-space ``box`` (x0, y0, x1, y1),
+        grown to whole pixels and clipped to the canvas (possibly empty)."""
+        x0, y0, x1, y1 = box
+        px0 = int(np.clip(np.floor((x0 - self.x0) * self.scale), 0, self.width))
+        py0 = int(np.clip(np.floor((y0 - self.y0) * self.scale), 0, self.height))
+        px1 = int(np.clip(np.ceil((x1 - self.x0) * self.scale) + 1, px0, self.width))
+        py1 = int(np.clip(np.ceil((y1 - self.y0) * self.scale) + 1, py0, self.height))
+        return slice(py0, py1), slice(px0, px1)
+
+    def crop(self, rows: slice, cols: slice) -> Canvas:
+        """The part of this canvas at pixel ``rows`` x ``cols``, as a canvas of its own."""
+        return Canvas(
+            self.x0 + cols.start / self.scale,
+            self.y0 + rows.start / self.scale,
+            self.scale,
+            cols.stop - cols.start,
+            rows.stop - rows.start,
         )
 
 
@@ -257,28 +280,33 @@ class ScenePanorama:
             np.linspace(0, len(frames) - 1, min(self.max_samples, len(frames))).round().astype(int)
         )
         # work only inside the samples' bounding box: the stack of warped samples is the
-        # big allocation, and a long scene's canvas is much wider than one window's views
+        # big allocation, and a long scene's canvas is much wider than one window's views;
+        # a box larger than COMPOSITE_BAND_BYTES allows is composited in bands of rows
         c = self.canvas
         h, w = frames[0].shape[:2]
-        x0, y0, x1, y1 = quad_bounds([Hs[i] for i in pick], w, h)
-        px0 = int(np.clip(np.floor((x0 - c.x0) * c.scale), 0, c.width))
-        py0 = int(np.clip(np.floor((y0 - c.y0) * c.scale), 0, c.height))
-        px1 = int(np.clip(np.ceil((x1 - c.x0) * c.scale) + 1, px0, c.width))
-        py1 = int(np.clip(np.ceil((y1 - c.y0) * c.scale) + 1, py0, c.height))
+        rows, cols = c.pixels(quad_bounds([Hs[i] for i in pick], w, h))
         updated = np.zeros_like(self.known)
-        if px1 <= px0 or py1 <= py0:
+        width = cols.stop - cols.start
+        if width <= 0 or rows.stop <= rows.start:
             return updated
-        sub = Canvas(c.x0 + px0 / c.scale, c.y0 + py0 / c.scale, c.scale, px1 - px0, py1 - py0)
-        to_c = sub.from_ref()
-        warped = list(
-            self.map_fn(lambda i: warp_sample(frames[i], valid[i], to_c @ Hs[i], sub), pick)
-        )
-        stack = np.stack([x[0] for x in warped])
-        vstack = np.stack([x[1] for x in warped])
-        img, known = composite(
-            stack, vstack, np.asarray(times, float)[pick], self.mode, self.map_fn
-        )
-        self.image[py0:py1, px0:px1][known] = img[known]
-        self.known[py0:py1, px0:px1] |= known
-        updated[py0:py1, px0:px1] = known
+        step = max(1, COMPOSITE_BAND_BYTES // (len(pick) * width * 4))
+        for y in range(rows.start, rows.stop, step):
+            band = slice(y, min(y + step, rows.stop))
+            sub = c.crop(band, cols)
+
+            def warp(i: int, sub: Canvas = sub) -> tuple[np.ndarray, np.ndarray]:
+                return warp_sample(frames[i], valid[i], sub.from_ref() @ Hs[i], sub)
+
+            warped = list(self.map_fn(warp, pick))
+            img, known = composite(
+                np.stack([x[0] for x in warped]),
+                np.stack([x[1] for x in warped]),
+                np.asarray(times, float)[pick],
+                self.mode,
+                self.map_fn,
+            )
+            del warped
+            self.image[band, cols][known] = img[known]
+            self.known[band, cols] |= known
+            updated[band, cols] = known
         return updated

@@ -70,3 +70,24 @@ def test_deterministic_and_validated(scene):
         f(img, known[:-1])
     with pytest.raises(ValueError, match="detail_gain"):
         ClassicalFill(detail_gain=-1)
+
+
+def test_large_regions_are_filled_at_a_bounded_size(scene, monkeypatch):
+    """Regions over ``max_pixels`` are filled at about that many pixels (the fill's float
+    buffers must not grow with the canvas); known pixels stay exact, and the hole gets
+    nearly what the full-size fill gives it."""
+    from stages import fill as fill_module
+
+    img, known = scene
+    sizes = []
+    push = fill_module.push_pull
+    monkeypatch.setattr(
+        fill_module, "push_pull", lambda im, k, y: (sizes.append(k.size), push(im, k, y))[1]
+    )
+    full = ClassicalFill()(img, known)
+    small = ClassicalFill(max_pixels=img.shape[0] * img.shape[1] // 4)(img, known)
+    assert sizes[0] == known.size and sizes[1] <= known.size // 4
+    assert np.array_equal(small[known], img[known])
+    hole = ~known
+    assert np.abs(small[hole].astype(int) - full[hole]).mean() < 6
+    assert psnr(small, img, hole) > psnr(full, img, hole) - 1.5
