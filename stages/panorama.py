@@ -28,7 +28,7 @@ COMPOSITES = ("median", "nearest")
 # ``map`` or a thread pool's ``map``: runs independent parts of a composite, in order
 # the warped samples of one composite band, about (samples x pixels x 4 bytes): wider
 # boxes are done a band of rows at a time, so memory does not grow with the canvas
-COMPOSITE_BAND_BYTES = 96 << 20
+COMPOSITE_BAND_BYTES = 32 << 20
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
