@@ -1,7 +1,8 @@
 """Resident memory of the panorama stage alone over the windows of one long scene.
 
 Feeds windows of ffmpeg's testsrc2 (640x480, no cut: one scene) straight into
-``PanoramaOutpaint`` and prints the process RSS and the canvas size after each window,
+``PanoramaOutpaint`` and prints the process RSS, its peak so far and the canvas size after
+each window,
 so the stage's own working memory can be told apart from the frames the CLI buffers.
 
     python benchmarks/stage_memory.py [--windows 12] [--window-frames 300]
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import subprocess
 import sys
 from fractions import Fraction
@@ -70,7 +72,8 @@ def main() -> int:
             gc.collect()
             canvas = stage._scene.pano.canvas if stage._scene else None
             shape = f"{canvas.width}x{canvas.height}" if canvas else "-"
-            print(f"window {k}: rss {rss_mib()} MiB, canvas {shape}", flush=True)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            print(f"window {k}: rss {rss_mib()} MiB, peak {peak} MiB, canvas {shape}", flush=True)
     stage.close()
     return 0
 

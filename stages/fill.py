@@ -78,16 +78,19 @@ def push_pull(image: np.ndarray, known: np.ndarray, y_every: int = 1) -> np.ndar
     return fill
 
 
-def mirrored_detail(image: np.ndarray, known: np.ndarray, sigma: float, reach: float) -> np.ndarray:
+def mirrored_detail(
+    image: np.ndarray, known: np.ndarray, sigma: float, reach: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detail (image - blur) reflected across the hole border: for an unknown pixel p with
     nearest known pixel q, the detail at 2q - p, weighted by exp(-|p - q| / reach)
-    (left out beyond 5 reaches, where the weight is under 1 %)."""
-    img = image.astype(np.float32)
-    kw = known.astype(np.float32)
-    blur = cv2.GaussianBlur(img * merge3(kw), (0, 0), sigma)
-    norm = cv2.GaussianBlur(kw, (0, 0), sigma)
-    detail = img - blur / merge3(np.maximum(norm, 1e-3))
-    src = (~known).astype(np.uint8)  # zeros (known pixels) are the labelled sites
+    (left out beyond 5 reaches, where the weight is under 1 %). Returned sparse, as
+    (rows, columns, (n, 3) float32 values): the detail is only computed where it is used."""
+    known8 = known.astype(np.uint8)
+    blur = cv2.GaussianBlur(
+        cv2.bitwise_and(image, image, mask=known8).astype(np.float32), (0, 0), sigma
+    )
+    norm = cv2.GaussianBlur(known8.astype(np.float32), (0, 0), sigma)
+    src = 1 - known8  # zeros (known pixels) are the labelled sites
     dist, labels = cv2.distanceTransformWithLabels(
         src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
@@ -95,15 +98,17 @@ def mirrored_detail(image: np.ndarray, known: np.ndarray, sigma: float, reach: f
     h, w = known.shape
     ys, xs = np.nonzero((src > 0) & (dist < 5 * reach))
     lab = labels[ys, xs] - 1
+    del labels
     qy, qx = sites[lab, 0], sites[lab, 1]
     ry, rx = 2 * qy - ys, 2 * qx - xs
     inside = (ry >= 0) & (ry < h) & (rx >= 0) & (rx < w)
     ry, rx = np.clip(ry, 0, h - 1), np.clip(rx, 0, w - 1)
     ok = inside & known[ry, rx]
     ys, xs, ry, rx = ys[ok], xs[ok], ry[ok], rx[ok]
-    out = np.zeros_like(img)
-    out[ys, xs] = detail[ry, rx] * np.exp(-dist[ys, xs] / reach)[:, None]
-    return out
+    detail = (
+        image[ry, rx].astype(np.float32) - blur[ry, rx] / np.maximum(norm[ry, rx], 1e-3)[:, None]
+    )
+    return ys, xs, detail * np.exp(-dist[ys, xs] / reach)[:, None]
 
 
 class ClassicalFill(HoleFill):
@@ -147,10 +152,12 @@ class ClassicalFill(HoleFill):
             dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
             sigma = max(2.0, known.shape[0] / 40)
             soft = cv2.GaussianBlur(out, (1, 0), sigmaX=0.1, sigmaY=sigma)
-            a = merge3(np.clip(dist / (4 * self.reach), 0, 1))
-            out = (1 - a) * out + a * soft
+            a = np.clip(dist / (4 * self.reach), 0, 1, out=dist)
+            out = cv2.blendLinear(out, soft, 1 - a, a)  # no (H, W, 3) weight copies
+            del soft, a, dist
         if self.detail_gain > 0:
-            out += self.detail_gain * mirrored_detail(image, known, self.sigma, self.reach)
+            ys, xs, detail = mirrored_detail(image, known, self.sigma, self.reach)
+            out[ys, xs] += self.detail_gain * detail
         result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
         cv2.copyTo(image, known.astype(np.uint8), result)
         return result

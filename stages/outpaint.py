@@ -7,6 +7,12 @@ background panorama (:mod:`stages.panorama`), fill what no frame showed once in
 panorama space (``fill``, classical by default, :mod:`stages.fill`), and render each frame
 from the filled panorama around its untouched original picture (:mod:`stages.resample`).
 
+Registration starts before the window is complete: :meth:`PanoramaOutpaint.peek` is
+given each frame as soon as the scene buffer knows its scene, and a per-scene
+:class:`_Registrar` tracks it on a worker thread while later frames decode (the output is
+the same as registering at the window). The window's own work (warps, foreground masks,
+median) runs on a small thread pool.
+
 The filled panorama carries over to later windows of the scene: pixels already shown
 (real or filled) keep their values unless real background arrives for them, so the fill
 does not flicker at window boundaries, and memory stays one bounded canvas per scene.
