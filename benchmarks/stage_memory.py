@@ -2,8 +2,8 @@
 
 Feeds windows of ffmpeg's testsrc2 (640x480, no cut: one scene) straight into
 ``PanoramaOutpaint`` and prints the process RSS, its peak so far and the canvas size after
-each window,
-so the stage's own working memory can be told apart from the frames the CLI buffers.
+each window, so the stage's own working memory can be told apart from the frames the CLI
+buffers.
 
     python benchmarks/stage_memory.py [--windows 12] [--window-frames 300]
 """
