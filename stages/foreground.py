@@ -141,6 +141,13 @@ class GateDetector:
             self._sum += y
             self._count += 1
 
+    def copy(self) -> GateDetector:
+        """An independent detector with the same frames seen."""
+        other = GateDetector(self.band, self.ratio, self.margin)
+        other._sum = None if self._sum is None else self._sum.copy()
+        other._count = self._count
+        return other
+
     def mask(self, size: tuple[int, int], margin: bool = True) -> np.ndarray:
         """Unreliable pixels (bool) at ``size`` (w, h); ``margin=False`` leaves out the fixed
         edge margin (for the seam, where only real gate darkness matters)."""

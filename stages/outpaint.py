@@ -120,6 +120,7 @@ class PanoramaOutpaint(Stage):
         self._gate = GateDetector()
         self._scene: _Scene | None = None
         self._registrars: dict[int, _Registrar] = {}  # by scene index, fed by peek()
+        self._last_gate: GateDetector | None = None  # of the last scene done
         self._worker: ThreadPoolExecutor | None = None  # runs the registrars' tracking
         self._pool: ThreadPoolExecutor | None = None  # runs independent parts of a window
 
@@ -130,6 +131,7 @@ class PanoramaOutpaint(Stage):
         self._info = info
         self._resampler = Resampler(info.width, out_w, info.height)
         self._registrars.clear()
+        self._last_gate = None
         if self.dump_dir is not None:
             self.dump_dir.mkdir(parents=True, exist_ok=True)
         log.info("outpaint %dx%d -> %dx%d", info.width, info.height, out_w, info.height)
@@ -141,34 +143,39 @@ class PanoramaOutpaint(Stage):
         if self._info is None or image.shape != (self._info.height, self._info.width, 3):
             return
         if starts or scene not in self._registrars:
-            self._registrars[scene] = self._registrar()
+            self._registrars[scene] = self._registrar(scene)
         self._registrars[scene].see(image)
 
-    def _registrar(self, tracker: MotionTracker | None = None) -> _Registrar:
+    def _registrar(self, scene: int, tracker: MotionTracker | None = None) -> _Registrar:
+        """A registrar for ``scene``. Its gate detector goes on from the previous scene's
+        (all of whose frames it has seen, whether they came by peek or by window): the
+        film gate does not move at a cut, and a short scene alone says little about it."""
         assert self._info is not None
         tracker = tracker or MotionTracker(model=self.model, work_width=self.work_width)
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="remaster-register")
         work = tracker.scales((self._info.height, self._info.width))[0]
-        return _Registrar(tracker, work, self._worker)
+        before = [k for k in self._registrars if k < scene]
+        gate = self._registrars[max(before)].gate if before else self._last_gate
+        return _Registrar(tracker, work, self._worker, gate.copy() if gate else None)
 
     def _motions(self, window: Window) -> list[Motion]:
         """The window's frame motions, from its scene's registrar (fed by :meth:`peek`, or
         here with the frames it has not seen)."""
         reg = self._registrars.get(window.scene)
         if reg is None or not window.continues and reg.taken:
-            reg = self._registrars[window.scene] = self._registrar()
+            reg = self._registrars[window.scene] = self._registrar(window.scene)
         for old in [k for k in self._registrars if k < window.scene]:
             del self._registrars[old]  # peeked scenes that never came (not the first stage)
         motions = reg.take(window.frames)
         if motions is None:  # peeks that do not match the window: register it here
             log.debug("scene %d: frames seen ahead do not match the window", window.scene)
             reg.wait()
-            reg = self._registrars[window.scene] = self._registrar(reg.tracker)
+            reg = self._registrars[window.scene] = self._registrar(window.scene, reg.tracker)
             motions = reg.take(window.frames)
             assert motions is not None
         if window.last:
-            del self._registrars[window.scene]
+            self._last_gate = self._registrars.pop(window.scene).gate
         return motions
 
     def process(self, window: Window) -> Iterator[Frame]:
@@ -429,6 +436,7 @@ class PanoramaOutpaint(Stage):
                 future.cancel()  # not started yet: drop it; running: fill.close() waits
         self._scene = None
         self._registrars.clear()
+        self._last_gate = None
         for pool in (self._worker, self._pool):
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
@@ -448,9 +456,15 @@ class _Registrar:
     the decode and the cut detection; masks are made here, so what each frame is
     registered with does not depend on timing."""
 
-    def __init__(self, tracker: MotionTracker, work: tuple[int, int], worker: Executor):
+    def __init__(
+        self,
+        tracker: MotionTracker,
+        work: tuple[int, int],
+        worker: Executor,
+        gate: GateDetector | None = None,
+    ):
         self.tracker, self.work, self.worker = tracker, work, worker
-        self.gate = GateDetector()  # at the tracker's working size
+        self.gate = gate or GateDetector()  # at the tracker's working size
         self.taken = 0  # frames handed to windows
         self._queue: deque[np.ndarray] = deque()  # seen, not submitted yet
         self._done: list[Future[Motion]] = []  # submitted, not taken yet
