@@ -281,3 +281,34 @@ def test_registering_ahead_from_peeks_gives_the_same_frames(budget_frames, monke
     assert len(ahead) == len(plain) == len(frames)
     for a, b in zip(ahead, plain, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_tracking_error_on_the_worker_is_raised_by_process(monkeypatch):
+    """Frames are tracked on a worker thread (fed by peek); an error there comes out of
+    ``process`` on the calling thread, and ``close`` stops the worker."""
+    import threading
+
+    from stages.motion import MotionTracker
+
+    clip = panning_clip(n=N, pan=2.0)
+    calls = []
+    track = MotionTracker.track
+
+    def failing(self, frames, masks=None):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 5:
+            raise RuntimeError("tracking broke")
+        return track(self, frames, masks)
+
+    monkeypatch.setattr(MotionTracker, "track", failing)
+    st = PanoramaOutpaint(Fraction(16, 9))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    for i, f in enumerate(clip.frames):
+        st.peek(f, 0, i == 0)
+    with pytest.raises(RuntimeError, match="tracking broke"):
+        list(st.process(Window(clip.frames, list(range(N)), 0)))
+    assert calls and all(name.startswith("remaster-register") for name in calls)
+    assert st._worker is not None
+    threads = set(st._worker._threads)
+    st.close()
+    assert threads and not any(t.is_alive() for t in threads)
