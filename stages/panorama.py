@@ -290,6 +290,7 @@ class ScenePanorama:
         if width <= 0 or rows.stop <= rows.start:
             return updated
         step = max(1, COMPOSITE_BAND_BYTES // (len(pick) * width * 4))
+        picked_times = np.asarray(times, float)[pick]
         for y in range(rows.start, rows.stop, step):
             band = slice(y, min(y + step, rows.stop))
             sub = c.crop(band, cols)
@@ -301,7 +302,7 @@ class ScenePanorama:
             img, known = composite(
                 np.stack([x[0] for x in warped]),
                 np.stack([x[1] for x in warped]),
-                np.asarray(times, float)[pick],
+                picked_times,
                 self.mode,
                 self.map_fn,
             )
