@@ -25,10 +25,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 COMPOSITES = ("median", "nearest")
-# ``map`` or a thread pool's ``map``: runs independent parts of a composite, in order
 # the warped samples of one composite band, about (samples x pixels x 4 bytes): wider
 # boxes are done a band of rows at a time, so memory does not grow with the canvas
 COMPOSITE_BAND_BYTES = 32 << 20
+# ``map`` or a thread pool's ``map``: runs independent parts of a composite, in order
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
@@ -174,12 +174,11 @@ def masked_median(stack: np.ndarray, valid: np.ndarray, map_fn: MapFn = map) -> 
     rows = max(1, MEDIAN_CHUNK_BYTES // row_bytes)
     if stack.shape[1] <= rows:
         return _masked_median(stack, valid)
-    starts = range(0, stack.shape[1], rows)
-    return np.concatenate(
-        list(
-            map_fn(lambda y: _masked_median(stack[:, y : y + rows], valid[:, y : y + rows]), starts)
-        )
-    )
+
+    def band(y: int) -> np.ndarray:
+        return _masked_median(stack[:, y : y + rows], valid[:, y : y + rows])
+
+    return np.concatenate(list(map_fn(band, range(0, stack.shape[1], rows))))
 
 
 def _masked_median(stack: np.ndarray, valid: np.ndarray) -> np.ndarray:
