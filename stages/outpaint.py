@@ -40,6 +40,7 @@ from stages.motion import Motion, MotionTracker, interpolate_failures
 from stages.panorama import Canvas, ScenePanorama, masked_median, move_to, quad_bounds, warp_sample
 from stages.regions import needed, view_polygons, view_to_canvas
 from stages.resample import Resampler
+from stages.vignette import Vignette
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class _Pending:
     rect: tuple[slice, slice]
     view_of: list[np.ndarray]  # output-to-canvas matrix per frame
     unreliable: np.ndarray  # gate mask at the time of the window, for the seams
+    falloff: np.ndarray | None  # lens falloff over the widened frame (h, out_w, 3), if any
 
 
 class PanoramaOutpaint(Stage):
@@ -98,6 +100,7 @@ class PanoramaOutpaint(Stage):
         small_width: int = 192,
         pano_height: int = 576,
         max_extent: float = 4.0,
+        vignette: bool = True,
     ):
         if aspect <= 0:
             raise ValueError(f"aspect must be positive, got {aspect}")
@@ -118,6 +121,7 @@ class PanoramaOutpaint(Stage):
         self._info: VideoInfo | None = None
         self._resampler: Resampler | None = None
         self._gate = GateDetector()
+        self.vignette: Vignette | None = Vignette() if vignette else None
         self._scene: _Scene | None = None
         self._registrars: dict[int, _Registrar] = {}  # by scene index, fed by peek()
         self._last_gate: GateDetector | None = None  # of the last scene done
@@ -204,8 +208,19 @@ class PanoramaOutpaint(Stage):
         display, view_of = self._update(scene, window, self._motions(window))
         future, rect = self._submitted or (None, (slice(0), slice(0)))
         self._submitted = None
+        falloff = None
+        if self.vignette is not None and self.vignette.active:
+            out_w, ox = self._resampler.out_width, self._resampler.offset
+            falloff = self.vignette.field(out_w, h, -ox, w)
         ready = _Pending(
-            window, scene, display, future, rect, view_of, self._gate.mask((w, h), margin=False)
+            window,
+            scene,
+            display,
+            future,
+            rect,
+            view_of,
+            self._gate.mask((w, h), margin=False),
+            falloff,
         )
         if not self._fill_async():
             yield from self._release(ready)
@@ -280,7 +295,8 @@ class PanoramaOutpaint(Stage):
         display = self._settle(pending)
         win = pending.window
         for frame, pts, H in zip(win.frames, win.pts, pending.view_of, strict=True):
-            yield Frame(self._resampler.render(frame, display, H, pending.unreliable), pts)
+            image = self._resampler.render(frame, display, H, pending.unreliable, pending.falloff)
+            yield Frame(image, pts)
         if win.last and self.dump_dir is not None:
             self._dump(pending.scene)
 
@@ -303,6 +319,19 @@ class PanoramaOutpaint(Stage):
         unreliable = self._gate.mask((w, h))
         Hs = [m.H for m in motions]
         good = [i for i in pick if motions[i].ok]
+        flat: np.ndarray | None = None  # 1 / falloff at the frame size, when there is one
+        if self.vignette is not None:
+            self.vignette.update(
+                [smalls[i] for i in good],
+                [Hs[i] @ np.linalg.inv(to_small) for i in good],
+                self._gate.mask((sw, sh)),
+            )
+            if self.vignette.active:
+                flat = 1.0 / self.vignette.field(w, h)
+                small_flat = cv2.resize(flat, (sw, sh), interpolation=cv2.INTER_AREA)
+                smalls = {
+                    i: cv2.multiply(s, small_flat, dtype=cv2.CV_8U) for i, s in smalls.items()
+                }
         if len(good) < len(pick):
             log.info(
                 "scene %d: %d of %d sample frames failed registration",
@@ -337,7 +366,8 @@ class PanoramaOutpaint(Stage):
                     > 0
                 )
                 valids.append(~unreliable & ~fg)
-                samples.append(apply_gain(frames[i], gains[k]))
+                f = frames[i] if flat is None else cv2.multiply(frames[i], flat, dtype=cv2.CV_8U)
+                samples.append(apply_gain(f, gains[k]))
         updated = scene.pano.add(
             samples, [Hs[i] for i in good], valids, [float(scene.frames_seen + i) for i in good]
         )

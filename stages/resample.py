@@ -72,10 +72,13 @@ class Resampler:
         panorama: np.ndarray,
         view: np.ndarray,
         unreliable: np.ndarray | None = None,
+        falloff: np.ndarray | None = None,
     ) -> np.ndarray:
         """Widened frame. ``view`` maps output pixels to ``panorama`` pixels
         (:func:`stages.regions.view_to_canvas`); ``unreliable`` (bool, frame size) marks
-        frame pixels that must not be mirrored outwards."""
+        frame pixels that must not be mirrored outwards; ``falloff`` ((h, out_width, 3)
+        float32) multiplies the panorama where it is rendered (the lens's vignetting,
+        :mod:`stages.vignette`)."""
         h, w = self.height, self.in_width
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 {(h, w, 3)}, got {frame.dtype} {frame.shape}")
@@ -96,6 +99,8 @@ class Resampler:
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_REPLICATE,
             )
+            if falloff is not None:
+                strip = cv2.multiply(strip, falloff[:, x0 : x0 + width + b], dtype=cv2.CV_8U)
             fcols = slice(0, b) if is_left else slice(w - b, w)
             if is_left:
                 band, side = strip[:, width:], strip[:, :width]
