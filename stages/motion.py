@@ -329,3 +329,41 @@ def interpolate_failures(motions: list[Motion]) -> None:
             t = (i - a) / (b - a)
             H = (1 - t) * motions[a].H / motions[a].H[2, 2] + t * motions[b].H / motions[b].H[2, 2]
             m.H = H / H[2, 2]
+
+
+def same_shot(
+    before: np.ndarray,
+    after: np.ndarray,
+    work_width: int = 256,
+    min_inliers: float = 0.3,
+    max_difference: float = 10.0,
+) -> bool:
+    """Whether ``after`` continues ``before``'s shot (RGB frames): corners tracked from one
+    to the other fit one homography (at least ``min_inliers`` of them, and 40) and, with
+    that motion undone, the median grey difference of the frames is under
+    ``max_difference`` levels. A fast pan over changing content (animated boards, a crowd)
+    passes; a cut, even to similar flat colours, does not."""
+    h, w = before.shape[:2]
+    size = (min(work_width, w), max(8, round(h * min(work_width, w) / w)))
+    a = cv2.cvtColor(cv2.resize(before, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    b = cv2.cvtColor(cv2.resize(after, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    pts = cv2.goodFeaturesToTrack(a, 200, 0.01, 6, blockSize=5)
+    if pts is None or len(pts) < 40:
+        return False
+    levels = max(1, int(np.log2(min(size) / 32)))  # the coarsest level at least 32 px
+    moved, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, winSize=(21, 21), maxLevel=levels)
+    ok = st.ravel() == 1
+    if ok.sum() < 40:
+        return False
+    cv2.setRNGSeed(0)
+    m, inl = cv2.findHomography(pts[ok], moved[ok], cv2.RANSAC, 1.5, maxIters=1000)
+    if m is None or inl.sum() < max(40, min_inliers * len(pts)):
+        return False
+    back = cv2.warpPerspective(b, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    cover = cv2.warpPerspective(
+        np.full(a.shape, 255, np.uint8), m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+    inside = cover >= 250
+    if inside.mean() < 0.5:
+        return False
+    return float(np.median(cv2.absdiff(a, back)[inside])) < max_difference

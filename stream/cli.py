@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from stages.base import Stage, StageChain, VideoInfo, parse_aspect
+from stages.motion import same_shot
 from stream import errors
 from stream.chain import Chain
 from stream.decode import Decoder, open_input
@@ -158,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scene-detector",
         choices=sorted(DETECTORS),
         default="content",
-        help="PySceneDetect detector for cuts (default content)",
+        help="PySceneDetect detector for cuts (default content); a detected cut across "
+        "which one camera motion explains both frames (a fast pan over changing content) "
+        "is dropped",
     )
     fill.add_argument("--scene-threshold", type=float, help="detector threshold")
     fill.add_argument(
@@ -422,7 +425,9 @@ def run(args: argparse.Namespace) -> int:
             decoder.on_packet = sink.queue_packet
             detector = make_detector(args.scene_detector, args.scene_threshold)
             budget = args.memory << 20 if stage.buffers_scenes else FRAME_STAGE_BUDGET
-            scenes = SceneBuffer(detector, info.frame_rate, budget, on_settled=stage.peek)
+            scenes = SceneBuffer(
+                detector, info.frame_rate, budget, on_settled=stage.peek, same_shot=same_shot
+            )
             chained = _Frames(itertools.chain(probe, frames))
             chain = Chain(chained, scenes, stage, sink)
             with ProgressBar(source.frame_count, enabled=not args.quiet) as bar:

@@ -60,6 +60,7 @@ class SceneBuffer:
         frame_rate: Fraction | None,
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
         on_settled: Callable[[np.ndarray, int, bool], None] | None = None,
+        same_shot: Callable[[np.ndarray, np.ndarray], bool] | None = None,
     ):
         if budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
@@ -80,6 +81,10 @@ class SceneBuffer:
         self.on_settled = on_settled
         self._settled = 0  # frames reported to on_settled
         self._settled_scene = -1
+        # asked (frame before, frame after) at each cut a detector reports; True drops the
+        # cut (e.g. :func:`stages.motion.same_shot`: one camera motion explains both)
+        self.same_shot = same_shot
+        self.cuts_dropped: list[int] = []
 
     def _max_frames(self) -> int:
         if not self._frames:
@@ -113,6 +118,13 @@ class SceneBuffer:
         for cut in cuts or ():
             number = cut.frame_num if isinstance(cut, FrameTimecode) else int(cut)
             if number > self._first and number not in self._cuts and number < self._count:
+                k = number - self._first
+                if self.same_shot is not None and self.same_shot(
+                    self._frames[k - 1], self._frames[k]
+                ):
+                    self.cuts_dropped.append(number)
+                    log.info("frame %d: a cut was detected inside one continuous shot", number)
+                    continue
                 self._cuts.append(number)
                 self.cuts_found.append(number)
                 log.debug("cut at frame %d", number)

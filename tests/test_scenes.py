@@ -9,14 +9,15 @@ import av
 import numpy as np
 import pytest
 
+from stages.motion import same_shot
 from stream.scenes import SceneBuffer, make_detector
-from tests.synthetic import cut_clip
+from tests.synthetic import cut_clip, panning_clip
 
 DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 
 
-def run(frames, budget_bytes=1 << 30, detector="content"):
-    buf = SceneBuffer(make_detector(detector), Fraction(24), budget_bytes)
+def run(frames, budget_bytes=1 << 30, detector="content", check=None):
+    buf = SceneBuffer(make_detector(detector), Fraction(24), budget_bytes, same_shot=check)
     windows = []
     for i, img in enumerate(frames):
         windows += list(buf.push(img, i))
@@ -105,3 +106,29 @@ def test_frames_settle_once_in_order_with_their_scene_before_their_window(budget
     scene_of = {p: w.scene for w in windows for p in w.pts}
     assert [s[1] for s in settled] == [scene_of[i] for i in range(len(frames))]
     assert [i for i, _, starts in settled if starts] == [0, *cuts]
+
+
+def test_same_shot_tells_a_pan_from_a_cut():
+    pan = panning_clip(n=12, height=240, width=320, pan=-12.0).frames  # a fast pan
+    assert all(same_shot(a, b) for a, b in zip(pan[:-1], pan[1:], strict=True))
+    frames, cuts = cut_clip([20, 20])
+    assert not same_shot(frames[cuts[0] - 1], frames[cuts[0]])
+
+
+def test_cuts_inside_one_shot_are_dropped_and_real_ones_kept():
+    frames, cuts = cut_clip([30, 45, 20])
+    buf, _ = run(frames, check=same_shot)
+    assert buf.cuts_found == cuts and buf.cuts_dropped == []
+    buf, windows = run(frames, check=lambda a, b: True)  # every cut "continues the shot"
+    assert buf.cuts_found == [] and buf.cuts_dropped == cuts
+    assert [w.scene for w in windows] == [0]
+
+
+@pytest.mark.skipif(not (DATA / "gt" / "skater.mp4").exists(), reason="shared data absent")
+def test_a_fast_pan_over_animated_boards_stays_one_scene():
+    with av.open(str(DATA / "gt" / "skater.mp4")) as f:
+        frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
+    plain, _ = run(frames)
+    assert plain.cuts_found  # the content detector fires inside the pan
+    checked, _ = run(frames, check=same_shot)
+    assert checked.cuts_found == [] and checked.cuts_dropped == plain.cuts_found
