@@ -57,6 +57,10 @@ MASK_EVERY = 8  # frames between remakes of that mask while streaming
 # frames between a sample and the frame it is compared with for motion of its own (side
 # PSNR on the dev clips, mean: 21.61 dB at 4, 21.70 at 8, 21.62 at 12, 21.54 without)
 MOTION_GAP = 8
+# besides max_samples evenly spaced frames, a frame whenever the camera has moved this
+# share of the frame width since the last sample (at most max_samples more): fast pans
+# get the samples they need (stage side PSNR, mean of the dev clips: 21.69 -> 21.82 dB)
+SAMPLE_STEP = 0.1
 POOL_THREADS = 2  # threads for the independent parts of a window's work
 
 
@@ -210,7 +214,7 @@ class PanoramaOutpaint(Stage):
         scene = self._scene
         if scene is None or not window.continues or scene.index != window.scene:
             scene = self._scene = _Scene(
-                window.scene, ScenePanorama(self.composite, self.max_samples, self._map)
+                window.scene, ScenePanorama(self.composite, 2 * self.max_samples, self._map)
             )
         display, view_of = self._update(scene, window, self._motions(window))
         future, rect = self._submitted or (None, (slice(0), slice(0)))
@@ -320,7 +324,7 @@ class PanoramaOutpaint(Stage):
         to_small = np.diag([sw / w, sh / h, 1.0])
         frames = window.frames
         n = len(frames)
-        pick = sorted({round(k) for k in np.linspace(0, n - 1, min(self.max_samples, n))})
+        pick = self._samples(motions, w, h)
         smalls = {i: cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA) for i in pick}
         self._gate.update([smalls[i] for i in pick])
         unreliable = self._gate.mask((w, h))
@@ -421,6 +425,25 @@ class PanoramaOutpaint(Stage):
         if todo.any():
             self._fill_scene(scene, todo, max(16, round(FILL_CONTEXT * h * canvas.scale)))
         return scene.display, [view_to_canvas(H, from_ref, ox) for H in Hs]
+
+    def _samples(self, motions: list[Motion], w: int, h: int) -> list[int]:
+        """The window's sample frames: ``max_samples`` evenly spaced, plus one wherever the
+        frame centre has moved ``SAMPLE_STEP`` of the width from the last sample."""
+        n = len(motions)
+        even = {round(k) for k in np.linspace(0, n - 1, min(self.max_samples, n))}
+        centre = np.array([w / 2, h / 2, 1.0])
+        centres = np.array([m.H @ centre for m in motions])
+        centres = centres[:, :2] / centres[:, 2:]  # each frame's centre on the reference
+        extra, last = [], centres[0]
+        for i in range(n):
+            if i in even:
+                last = centres[i]
+            elif np.hypot(*(centres[i] - last)) > SAMPLE_STEP * w:
+                extra.append(i)
+                last = centres[i]
+        if len(extra) > self.max_samples:
+            extra = [extra[round(k)] for k in np.linspace(0, len(extra) - 1, self.max_samples)]
+        return sorted(even | set(extra))
 
     @staticmethod
     def _known_near(scene: _Scene, Hs: list[np.ndarray], w: int, h: int) -> bool:

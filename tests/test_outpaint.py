@@ -312,3 +312,21 @@ def test_tracking_error_on_the_worker_is_raised_by_process(monkeypatch):
     threads = set(st._worker._threads)
     st.close()
     assert threads and not any(t.is_alive() for t in threads)
+
+
+def test_fast_pans_get_extra_samples_static_shots_do_not():
+    from stages.motion import Motion
+
+    st = PanoramaOutpaint(Fraction(16, 9), max_samples=8)
+
+    def pan(step):  # frame i sits step * i pixels right of the reference
+        return [
+            Motion(np.array([[1, 0, step * i], [0, 1, 0], [0, 0, 1.0]]), True) for i in range(200)
+        ]
+
+    static = st._samples(pan(0.0), W, H)
+    assert len(static) == 8 and static[0] == 0 and static[-1] == 199
+    fast = st._samples(pan(2.0), W, H)  # 400 px over the window: 25 samples' worth at 10 %
+    assert set(static) < set(fast) and len(fast) == 16  # capped at twice max_samples
+    slow = st._samples(pan(0.2), W, H)  # 40 px: the even samples are close enough
+    assert slow == static
