@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 GRID_STEP = 6  # sample-frame pixels between the points of one pair's equations
 PAIR_GAPS = (1, 2, 4, 8)  # each sample frame is paired with the ones this many later
+# pairs whose points moved less than this share of the frame width are left out: with
+# the small moves of a static shot (gate weave, jitter) the falloff terms are tiny, and
+# moving characters and compression then decide the fit (a static Popeye shot gave a
+# falloff to 0.1 at the corners)
+MIN_SHIFT = 0.05
 MAX_EQUATIONS = 8192  # per window, evenly strided: plenty for two unknowns of the lens
 RIDGE = 4.0  # prior on (c1, c2): zero, standard deviation 0.5 (log gain at the corner)
 MIN_LOG_V = np.log(0.35)  # the falloff is never extrapolated below this gain
@@ -127,6 +132,8 @@ class Vignette:
                 if inside.sum() < 16:
                     continue
                 p, q = pts[inside], q[inside]
+                if np.median(np.hypot(*(q - p).T)) < MIN_SHIFT * w:
+                    continue
                 ia = p.astype(int)
                 la = logs[a][ia[:, 1], ia[:, 0]]
                 ok_a = oks[a][ia[:, 1], ia[:, 0]] > 0

@@ -107,3 +107,18 @@ def test_sides_continue_the_falloff_past_the_frame_edge(clip):
             assert np.array_equal(out[i][:, ox : ox + W], frames[i])  # centre untouched
         errors[on] = float(np.mean(err))
     assert errors[True] < 0.6 * errors[False], errors
+
+
+def test_a_static_shot_with_gate_weave_and_a_moving_character_says_nothing():
+    clip = panning_clip(n=N, height=H, width=W, pan=0.0, with_sprite=True)
+    rng = np.random.default_rng(5)
+    shifts = rng.integers(-1, 2, (N, 2)).astype(float)  # a pixel of weave either way
+    frames, Hs = [], []
+    for f, (dx, dy) in zip(clip.frames, shifts, strict=True):
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        frames.append(cv2.warpAffine(f, m, (W, H), borderMode=cv2.BORDER_REFLECT))
+        Hs.append(np.array([[1, 0, -dx], [0, 1, -dy], [0, 0, 1.0]]))
+    vig = Vignette()
+    vig.update(frames[:20], Hs[:20], np.zeros((H, W), bool))
+    # no pair moved enough to count: no evidence at all, whatever the noise would say
+    assert not vig._N.any() and vig.coeffs == (0.0, 0.0) and not vig.active
