@@ -4,12 +4,13 @@ Per window of a scene: register every frame to the scene's first frame
 (:mod:`stages.motion`), learn the lens falloff from the registered samples (film-wide,
 :mod:`stages.vignette`) and divide it out, mark film-gate borders and foreground
 (:mod:`stages.foreground`: what disagrees with the scene's median background, or changes
-against the frame ``MOTION_GAP`` later once the camera's motion is undone) on up to
-``max_samples`` evenly spaced good frames, composite them into the scene's background
-panorama (:mod:`stages.panorama`), fill what no frame showed once in panorama space
-(``fill``, classical by default, :mod:`stages.fill`), and render each frame from the
-filled panorama around its untouched original picture, shaded by the falloff at its place
-in the widened frame (:mod:`stages.resample`).
+against the frame ``MOTION_GAP`` later once the camera's motion is undone) on
+``max_samples`` evenly spaced good frames and more where the camera moved fast,
+composite them into the scene's background panorama (:mod:`stages.panorama`), fill what
+no frame showed once in panorama space (``fill``, classical by default,
+:mod:`stages.fill`), and render each frame from the filled panorama around its untouched
+original picture, shaded by the falloff at its place in the widened frame
+(:mod:`stages.resample`).
 
 Registration starts before the window is complete: :meth:`PanoramaOutpaint.peek` is
 given each frame as soon as the scene buffer knows its scene, and a per-scene
