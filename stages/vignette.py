@@ -69,11 +69,6 @@ class Vignette:
         self._N = np.zeros((2, 2))  # accumulated information on (c1, c2)
         self._b = np.zeros(2)
 
-    def copy(self) -> Vignette:
-        other = Vignette(self.ridge)
-        other._N, other._b = self._N.copy(), self._b.copy()
-        return other
-
     @property
     def coeffs(self) -> tuple[float, float]:
         """(c1, c2), both <= 0: the ridge solution, or with a positive one held at zero."""
@@ -119,10 +114,9 @@ class Vignette:
             ok = (y > 16) & (y < 240) & (np.abs(gx) + np.abs(gy) < 0.06 * 8 * y) & ~unreliable
             logs.append(np.log(np.maximum(y, 1.0)))
             oks.append(ok.astype(np.uint8))
-        gy, gx = np.mgrid[GRID_STEP // 2 : h : GRID_STEP, GRID_STEP // 2 : w : GRID_STEP]
-        pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32) + 0.5
-        u, v = offsets(w, h)
-        r = np.float32(np.hypot(w / 2, h / 2))
+        yy, xx = np.mgrid[GRID_STEP // 2 : h : GRID_STEP, GRID_STEP // 2 : w : GRID_STEP]
+        pts = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32) + 0.5  # pixel centres
+        centre, r = np.float32([w / 2, h / 2]), np.float32(np.hypot(w / 2, h / 2))
         rows, ys = [], []
         for a in range(k):
             for b in [a + d for d in PAIR_GAPS if a + d < k]:
@@ -143,9 +137,9 @@ class Vignette:
                 use = ok_a & ok_b
                 if use.sum() < 16:
                     continue
-                ua, va = u[0, ia[use, 0]], v[ia[use, 1], 0]
-                ub, vb = (q[use, 0] - w / 2) / r, (q[use, 1] - h / 2) / r
-                ra, rb = ua * ua + va * va, ub * ub + vb * vb
+                # rho^2 of each point in both frames, as :func:`offsets` normalises it
+                ra = (((p[use] - centre) / r) ** 2).sum(1)
+                rb = (((q[use] - centre) / r) ** 2).sum(1)
                 row = np.zeros((int(use.sum()), k + 2))
                 row[:, a], row[:, b] = 1.0, -1.0
                 row[:, k], row[:, k + 1] = ra - rb, ra * ra - rb * rb
@@ -157,7 +151,7 @@ class Vignette:
         if len(y) > MAX_EQUATIONS:
             keep = np.linspace(0, len(y) - 1, MAX_EQUATIONS).astype(int)
             A, y = A[keep], y[keep]
-        # unknowns: exposures g_1 .. g_{k-1} (g_0 = 0 fixes the scale), then the model's
+        # unknowns: exposures g_1 .. g_{k-1} (g_0 = 0 fixes the scale), then c1 and c2
         self._add(A[:, 1:], y)
 
     def _add(self, A: np.ndarray, y: np.ndarray) -> None:
