@@ -56,12 +56,29 @@ def apply_gain(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
 def fill_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     """``mask`` (uint8 0/1) with enclosed background holes up to ``max_area`` pixels set:
     the flat inside of a cel-painted character that moved little shows no change."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - mask, connectivity=4)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(1 - mask, connectivity=4)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     small = stats[:, cv2.CC_STAT_AREA] <= max_area
     small[border] = False
     small[0] = False  # label 0: the mask itself
     return np.where(small[labels], np.uint8(1), mask)
+
+
+def disagrees(
+    image: np.ndarray,
+    reference: np.ndarray,
+    valid: np.ndarray,
+    min_threshold: float = 25.0,
+    noise_factor: float = 4.0,
+) -> np.ndarray:
+    """Pixels of ``image`` that differ from ``reference`` (bool, inside ``valid``) once
+    its exposure is matched: the largest channel difference, blurred, above
+    ``min_threshold`` or ``noise_factor`` times its median, whichever is higher."""
+    gain = gain_to(reference, image, valid)
+    diff = cv2.absdiff(apply_gain(image, gain), reference).max(2)
+    d = cv2.GaussianBlur(diff.astype(np.float32), (5, 5), 0)
+    noise = float(np.median(d[valid])) if valid.any() else 0.0
+    return (d > max(min_threshold, noise_factor * noise)) & valid
 
 
 def moving(
@@ -78,12 +95,8 @@ def moving(
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     b = cv2.warpPerspective(other, to_other, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     cover = cv2.warpPerspective(np.full((h, w), 255, np.uint8), to_other, (w, h), flags=flags)
-    inner = cover >= 250
-    gain = gain_to(small, b, inner)
-    diff = cv2.absdiff(small, apply_gain(b, gain)).max(2)
-    d = cv2.GaussianBlur(diff.astype(np.float32), (5, 5), 0)
-    noise = float(np.median(d[inner])) if inner.any() else 0.0
-    return (d > max(min_threshold, noise_factor * noise)) & inner
+    # the neighbour matched to this frame's exposure, so its own pixels keep their values
+    return disagrees(b, small, cover >= 250, min_threshold, noise_factor)
 
 
 class ForegroundMasker:
@@ -132,11 +145,7 @@ class ForegroundMasker:
             )
         h, w = small.shape[:2]
         inner = cv2.erode(bg_known.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        gain = gain_to(background, small, inner)
-        diff = np.abs(apply_gain(small, gain).astype(np.int16) - background.astype(np.int16))
-        d = cv2.GaussianBlur(diff.max(2).astype(np.float32), (5, 5), 0)
-        noise = float(np.median(d[inner])) if inner.any() else 0.0
-        fg = (d > max(self.min_threshold, self.noise_factor * noise)) & inner
+        fg = disagrees(small, background, inner, self.min_threshold, self.noise_factor)
         if neighbour is not None:
             fg |= moving(small, *neighbour, self.min_threshold, self.noise_factor)
         k3 = np.ones((3, 3), np.uint8)
