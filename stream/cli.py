@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each scene's panorama and known-mask as PNG into DIR",
     )
     fill.add_argument(
+        "--no-vignette",
+        dest="vignette",
+        action="store_false",
+        help="panorama/sd: do not learn the lens falloff (vignetting) from the pans; by "
+        "default it is divided out of the panorama and continued into the new sides",
+    )
+    fill.add_argument(
         "--scene-detector",
         choices=sorted(DETECTORS),
         default="content",
@@ -286,7 +293,11 @@ def _outpaint_stage(args: argparse.Namespace, aspect: Fraction) -> Stage:
     if fill == "sd":
         hole_fill = _sd_fill(args)
     return PanoramaOutpaint(
-        aspect, fill=hole_fill, segmenter=segmenter, dump_dir=args.dump_panoramas
+        aspect,
+        fill=hole_fill,
+        segmenter=segmenter,
+        dump_dir=args.dump_panoramas,
+        vignette=args.vignette,
     )
 
 

@@ -106,6 +106,13 @@ def test_build_stages_in_order_with_crop_and_final_resize():
     assert not chain.buffers_scenes  # all frame-by-frame: no scene is held in memory
 
 
+def test_vignette_is_on_by_default_and_can_be_turned_off():
+    info = VideoInfo(640, 480, Fraction(1, 25), Fraction(25))
+    on = build_stages(parse(), info, None).stages[0]
+    off = build_stages(parse("--no-vignette"), info, None).stages[0]
+    assert on.vignette is not None and off.vignette is None
+
+
 def test_progress_bar_draws_frames_and_scenes_on_a_terminal():
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=120)
