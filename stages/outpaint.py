@@ -330,12 +330,13 @@ class PanoramaOutpaint(Stage):
         self._gate.update([smalls[i] for i in pick])
         unreliable = self._gate.mask((w, h))
         Hs = [m.H for m in motions]
+        Hs_small = [H @ np.linalg.inv(to_small) for H in Hs]  # small-frame pixels -> ref
         good = [i for i in pick if motions[i].ok]
         flat: np.ndarray | None = None  # 1 / falloff at the frame size, when there is one
         if self.vignette is not None:
             self.vignette.update(
                 [smalls[i] for i in good],
-                [Hs[i] @ np.linalg.inv(to_small) for i in good],
+                [Hs_small[i] for i in good],
                 self._gate.mask((sw, sh)),
             )
             if self.vignette.active:
@@ -369,7 +370,6 @@ class PanoramaOutpaint(Stage):
                 small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
                 return small if flat is None else cv2.multiply(small, small_flat, dtype=cv2.CV_8U)
 
-            Hs_small = [H @ np.linalg.inv(to_small) for H in Hs]
             nbrs: list[tuple[np.ndarray, np.ndarray] | None] = []
             for i in good:  # a registered frame MOTION_GAP away, to see what moves by itself
                 j = i + MOTION_GAP if i + MOTION_GAP < n else i - MOTION_GAP
