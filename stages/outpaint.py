@@ -73,6 +73,10 @@ class _Scene:
     shown: np.ndarray | None = None  # display pixels already real or filled
     canvas: Canvas | None = None
     frames_seen: int = 0
+    # the panorama holds frames divided by the lens falloff and multiplied by this (the
+    # falloff at the frame corners, fixed at the scene's first flattened window), so
+    # bright pixels near the frame edges do not clip at 255 in uint8
+    headroom: float | None = None
 
 
 @dataclass
@@ -223,7 +227,7 @@ class PanoramaOutpaint(Stage):
         falloff = None
         if self.vignette is not None and self.vignette.active:
             out_w, ox = self._resampler.out_width, self._resampler.offset
-            falloff = self.vignette.field(out_w, h, -ox, w)
+            falloff = self.vignette.field(out_w, h, -ox, w) / np.float32(scene.headroom or 1.0)
         ready = _Pending(
             window,
             scene,
@@ -340,7 +344,9 @@ class PanoramaOutpaint(Stage):
                 self._gate.mask((sw, sh)),
             )
             if self.vignette.active:
-                flat = 1.0 / self.vignette.field(w, h)
+                if scene.headroom is None:
+                    scene.headroom = self.vignette.corner_gain
+                flat = np.float32(scene.headroom) / self.vignette.field(w, h)
                 small_flat = cv2.resize(flat, (sw, sh), interpolation=cv2.INTER_AREA)
                 smalls = {
                     i: cv2.multiply(s, small_flat, dtype=cv2.CV_8U) for i, s in smalls.items()

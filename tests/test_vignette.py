@@ -109,6 +109,28 @@ def test_sides_continue_the_falloff_past_the_frame_edge(clip):
     assert errors[True] < 0.6 * errors[False], errors
 
 
+def test_light_over_255_at_the_centre_survives_in_the_sides(clip):
+    """A background the camera clips at the frame centre but records below 255 towards
+    the darker edges: those edge pixels, divided by V, pass 255. The panorama keeps them
+    (it stores frames times the corner gain), so the sides, darker again by V, are as
+    bright as the real ones instead of clipped darker."""
+    out_w = widened_width(W, H, Fraction(16, 9))
+    ox = (out_w - W) // 2
+    light = lambda a: 120 + a.astype(np.float32) * (220 / 255)  # noqa: E731  (up to 340)
+    frames = [shade(light(f), C1) for f in clip.frames]
+    out = run(frames, True)
+    bias = []
+    for i in range(N // 2, N, 4):  # once the falloff is learned
+        m = np.float32([[1, 0, clip.offsets[i][0] - ox], [0, 1, 0]])
+        wide = cv2.warpAffine(
+            clip.background, m, (out_w, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        )
+        truth = shade(light(wide), C1, -ox, W)
+        sides = [np.concatenate([a[:, :ox], a[:, ox + W :]], 1) for a in (out[i], truth)]
+        bias.append(np.percentile(sides[0], 99) - np.percentile(sides[1], 99))
+    assert abs(float(np.mean(bias))) < 5, bias  # -2.4; clipped in the panorama: -9.2
+
+
 def test_a_static_shot_with_gate_weave_and_a_moving_character_says_nothing():
     clip = panning_clip(n=N, height=H, width=W, pan=0.0, with_sprite=True)
     rng = np.random.default_rng(5)
