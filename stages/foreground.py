@@ -174,13 +174,29 @@ class GateDetector:
     ``ratio`` times the centre's median and that connect to the frame edge are
     unreliable (dilated a little), plus a thin fixed margin at the left and right edges
     (compression ringing, blanking) where the seams are.
+
+    With ``max_cv``, a dark pixel counts only if it is also steady: its standard deviation
+    over the frames is under ``max_cv`` times its mean (plus 2 levels). A gate is dark in
+    every frame; dark content at the border that the camera pans along (the audience
+    rows above skater's rink) is dark only on average. Measured over whole clips at
+    CV 0.35: Popeye's gate corners all kept (0.57 % of the frame), skater's flagged area
+    10.1 % -> 1.0 %, bear's 2.8 % -> 1.1 %.
     """
 
-    def __init__(self, band: float = 0.08, ratio: float = 0.55, margin: float = 0.006):
+    def __init__(
+        self,
+        band: float = 0.08,
+        ratio: float = 0.55,
+        margin: float = 0.006,
+        max_cv: float | None = None,
+    ):
         if not 0 < band < 0.5 or not 0 < ratio < 1 or not 0 <= margin < band:
             raise ValueError(f"need 0 <= margin < band < 0.5, 0 < ratio < 1: {band, ratio, margin}")
-        self.band, self.ratio, self.margin = band, ratio, margin
+        if max_cv is not None and max_cv <= 0:
+            raise ValueError(f"max_cv must be positive or None, got {max_cv}")
+        self.band, self.ratio, self.margin, self.max_cv = band, ratio, margin, max_cv
         self._sum: np.ndarray | None = None
+        self._sq: np.ndarray | None = None  # sum of squares, kept only with max_cv
         self._count = 0
 
     def update(self, small_frames: list[np.ndarray]) -> None:
@@ -189,13 +205,17 @@ class GateDetector:
             y = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float64)
             if self._sum is None or self._sum.shape != y.shape:
                 self._sum, self._count = np.zeros_like(y), 0
+                self._sq = np.zeros_like(y) if self.max_cv is not None else None
             self._sum += y
+            if self._sq is not None:
+                self._sq += y * y
             self._count += 1
 
     def copy(self) -> GateDetector:
         """An independent detector with the same frames seen."""
-        other = GateDetector(self.band, self.ratio, self.margin)
+        other = GateDetector(self.band, self.ratio, self.margin, self.max_cv)
         other._sum = None if self._sum is None else self._sum.copy()
+        other._sq = None if self._sq is None else self._sq.copy()
         other._count = self._count
         return other
 
@@ -209,7 +229,11 @@ class GateDetector:
             mean = self._sum / self._count
             sh, sw = mean.shape
             centre = float(np.median(mean[sh // 4 : 3 * sh // 4, sw // 4 : 3 * sw // 4]))
-            dark = (mean < self.ratio * centre).astype(np.uint8)
+            dark = mean < self.ratio * centre
+            if self._sq is not None and self.max_cv is not None:
+                std = np.sqrt(np.maximum(self._sq / self._count - mean * mean, 0.0))
+                dark &= std < self.max_cv * mean + 2.0
+            dark = dark.astype(np.uint8)
             bh, bw = max(1, round(self.band * sh)), max(1, round(self.band * sw))
             inner = np.zeros_like(dark)
             inner[bh:-bh, bw:-bw] = 1

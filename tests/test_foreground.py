@@ -112,6 +112,32 @@ def test_gate_corners_are_unreliable():
     assert m[:, 0].all()  # thin margin at the seams
 
 
+def test_dark_border_content_that_changes_is_not_the_gate():
+    """Dark rows at the top that differ from frame to frame (an audience the camera pans
+    along) are dark on average like a gate; with ``max_cv`` only the steady dark corners
+    stay unreliable."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for seed in range(24):
+        f = textured_background(120, 160, seed)
+        rows = rng.choice(np.uint8([5, 85]), (10, 160))  # dark on average, changing
+        f[:10] = rows[..., None]
+        f[110:, :12] = f[110:, -12:] = 6  # steady dark gate corners
+        frames.append(f)
+    masks = {}
+    for max_cv in (None, 0.35):
+        gd = GateDetector(max_cv=max_cv)
+        gd.update(frames)
+        masks[max_cv] = gd.mask((160, 120), margin=False)
+    assert masks[None][:8, 40:120].all()  # the old rule takes the dark rows for a gate
+    assert not masks[0.35][:8, 40:120].any()
+    for m in masks.values():
+        assert m[112:, :10].all() and m[112:, -10:].all()
+    assert GateDetector(max_cv=0.35).copy().max_cv == 0.35
+    with pytest.raises(ValueError, match="max_cv"):
+        GateDetector(max_cv=0)
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="dilate"):
         ForegroundMasker(dilate=0.7)
