@@ -124,7 +124,7 @@ class ClassicalFill(HoleFill):
         sigma: float = 2.0,
         reach: float = 24.0,
         y_every: int = 4,
-        max_pixels: int = 1_500_000,
+        max_pixels: int = 500_000,
     ):
         if detail_gain < 0 or sigma <= 0 or reach <= 0 or y_every < 1 or max_pixels < 64:
             raise ValueError(
@@ -134,7 +134,9 @@ class ClassicalFill(HoleFill):
         self.detail_gain, self.sigma, self.reach = detail_gain, sigma, reach
         self.y_every = y_every
         # larger regions are filled at a reduced size: the float buffers of the fill are
-        # the stage's biggest allocation, and must not grow with the canvas
+        # the stage's biggest allocation (about 180 bytes a pixel at its peak), and must not
+        # grow with the canvas. 0.5 Mpx: stage side PSNR on the dev clips as with 1.5 Mpx
+        # (mean 22.25 dB both; 22.19 at 0.25 Mpx), the peak of a long pan's fill 90 -> ~30 MiB
         self.max_pixels = max_pixels
 
     def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
