@@ -176,7 +176,7 @@ def _small(image: np.ndarray) -> np.ndarray:
     k = -(-w // DETECT_WIDTH)
     if k > 1:
         # cropped to whole blocks first: with a fractional factor (640 / 213) OpenCV takes
-        # its generic area path, 2.4x slower
+        # its generic area path, about 2x slower
         sw, sh = w // k, max(1, h // k)
         image = cv2.resize(image[: sh * k, : sw * k], (sw, sh), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)

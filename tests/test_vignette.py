@@ -88,6 +88,15 @@ def run(frames, vignette: bool):
     return out
 
 
+def wide_view(clip, i: int, out_w: int) -> np.ndarray:
+    """Frame ``i``'s view of the clip's background at the widened width (the truth)."""
+    ox = (out_w - W) // 2
+    m = np.float32([[1, 0, clip.offsets[i][0] - ox], [0, 1, 0]])
+    return cv2.warpAffine(
+        clip.background, m, (out_w, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+
+
 def test_sides_continue_the_falloff_past_the_frame_edge(clip):
     out_w = widened_width(W, H, Fraction(16, 9))
     ox = (out_w - W) // 2
@@ -97,11 +106,7 @@ def test_sides_continue_the_falloff_past_the_frame_edge(clip):
         out = run(frames, on)
         err = []
         for i in range(0, N, 4):
-            m = np.float32([[1, 0, clip.offsets[i][0] - ox], [0, 1, 0]])
-            wide = cv2.warpAffine(
-                clip.background, m, (out_w, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-            )
-            truth = shade(wide, C1, -ox, W)  # the same lens over the wider picture
+            truth = shade(wide_view(clip, i, out_w), C1, -ox, W)  # the same lens, wider
             diff = out[i].astype(float) - truth
             err.append(np.abs(np.concatenate([diff[:, :ox], diff[:, ox + W :]], 1)).mean())
             assert np.array_equal(out[i][:, ox : ox + W], frames[i])  # centre untouched
@@ -121,11 +126,7 @@ def test_light_over_255_at_the_centre_survives_in_the_sides(clip):
     out = run(frames, True)
     bias = []
     for i in range(N // 2, N, 4):  # once the falloff is learned
-        m = np.float32([[1, 0, clip.offsets[i][0] - ox], [0, 1, 0]])
-        wide = cv2.warpAffine(
-            clip.background, m, (out_w, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        )
-        truth = shade(light(wide), C1, -ox, W)
+        truth = shade(light(wide_view(clip, i, out_w)), C1, -ox, W)
         sides = [np.concatenate([a[:, :ox], a[:, ox + W :]], 1) for a in (out[i], truth)]
         bias.append(np.percentile(sides[0], 99) - np.percentile(sides[1], 99))
     assert abs(float(np.mean(bias))) < 5, bias  # -2.4; clipped in the panorama: -9.2
