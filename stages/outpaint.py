@@ -123,14 +123,15 @@ class PanoramaOutpaint(Stage):
         small_width: int = 192,
         pano_height: int = 576,
         max_extent: float = 4.0,
+        max_extent_y: float = 2.0,
         vignette: bool = True,
     ):
         if aspect <= 0:
             raise ValueError(f"aspect must be positive, got {aspect}")
-        if small_width < 32 or pano_height < 32 or max_extent < 1:
+        if small_width < 32 or pano_height < 32 or max_extent < 1 or max_extent_y < 1:
             raise ValueError(
                 f"bad sizes: small_width {small_width}, pano_height {pano_height}, "
-                f"max_extent {max_extent}"
+                f"max_extent {max_extent}, max_extent_y {max_extent_y}"
             )
         self.aspect = Fraction(aspect)
         self.fill = fill if fill is not None else ClassicalFill()
@@ -138,7 +139,12 @@ class PanoramaOutpaint(Stage):
         self.dump_dir = Path(dump_dir) if dump_dir is not None else None
         self.model, self.composite, self.max_samples = model, composite, max_samples
         self.work_width, self.small_width = work_width, small_width
+        # the canvas holds at most max_extent output widths and max_extent_y heights: pans
+        # run sideways far more often than tilts, and the canvas arrays are the stage's
+        # memory that grows with a long scene (stage alone, 12 windows of testsrc2: peak
+        # 460 -> 516 MiB with 4 heights, 460 -> 482 with 2)
         self.pano_height, self.max_extent = pano_height, max_extent
+        self.max_extent_y = max_extent_y
         MotionTracker(model=model, work_width=work_width)  # validate early
         ScenePanorama(composite, max_samples)
         self._info: VideoInfo | None = None
@@ -371,7 +377,7 @@ class PanoramaOutpaint(Stage):
             good = pick
 
         scale = min(1.0, self.pano_height / h)
-        max_size = (round(self.max_extent * out_w * scale), round(self.max_extent * h * scale))
+        max_size = (round(self.max_extent * out_w * scale), round(self.max_extent_y * h * scale))
         need = quad_bounds(Hs, out_w, h, left=-ox)
         old = scene.pano.canvas
         canvas = scene.pano.grow(need, scale, max_size)

@@ -9,7 +9,8 @@ median also drops characters that move over the background, so median it is. Eac
 window's estimate then overwrites the scene panorama where it has
 data, so memory is one canvas plus one window's samples however long the scene, and later
 windows (closer in time) win. The canvas has a bounded size: ``scale`` shrinks large
-frames and a pan that runs beyond ``max_extent`` frame sizes drops the far, older side.
+frames and a pan that runs beyond the canvas bound (``PanoramaOutpaint``: 4 output
+widths, 2 heights) drops the far, older side.
 """
 
 from __future__ import annotations

@@ -148,6 +148,24 @@ def test_memory_stays_bounded_over_a_long_pan():
     assert max(widths) <= round(1.5 * OUT_W)  # 240 px of pan, canvas capped near 1.5 views
 
 
+def test_a_long_tilt_is_bounded_by_the_height_extent():
+    pan = panning_clip(n=40, height=W, width=H, pan=3.0, with_sprite=False)
+    frames = [np.ascontiguousarray(f.swapaxes(0, 1)) for f in pan.frames]  # a tilt down
+    st = PanoramaOutpaint(Fraction(16, 9), max_extent_y=1.25)
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    heights = []
+    for k in range(4):
+        sl = slice(10 * k, 10 * k + 10)
+        win = Window(frames[sl], list(range(10 * k, 10 * k + 10)), 0, k > 0, k == 3)
+        assert len(list(st.process(win))) == 10
+        assert st._scene is not None and st._scene.pano.canvas is not None
+        heights.append(st._scene.pano.canvas.height)
+    assert heights[0] > H  # the tilt needs more than one frame height ...
+    assert max(heights) <= round(1.25 * H)  # ... 117 px of it, the canvas capped
+    with pytest.raises(ValueError, match="max_extent_y"):
+        PanoramaOutpaint(Fraction(16, 9), max_extent_y=0.5)
+
+
 def test_gate_corners_are_not_mirrored_outwards():
     rng = np.random.default_rng(0)
     pano = np.full((H, OUT_W, 3), 100, np.uint8)
