@@ -394,7 +394,10 @@ class PanoramaOutpaint(Stage):
                 j = i + MOTION_GAP if i + MOTION_GAP < n else i - MOTION_GAP
                 ok = 0 <= j < n and motions[j].ok
                 to_j = np.linalg.inv(Hs_small[j]) @ Hs_small[i] if ok else None
-                nbrs.append((shrink(frames[j]), to_j) if to_j is not None else None)
+                if to_j is None:
+                    nbrs.append(None)
+                else:  # a sample itself when the samples lie MOTION_GAP apart
+                    nbrs.append((smalls[j] if j in smalls else shrink(frames[j]), to_j))
             fg_small, gains = self._foreground(
                 canvas,
                 [smalls[i] for i in good],
