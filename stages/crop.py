@@ -237,13 +237,17 @@ def detect_crop(
 
 
 class CropStage(Stage):
-    """Cuts every frame down to ``box`` (the active picture found by :func:`detect_crop`)."""
+    """Cuts every frame down to ``box`` (the active picture found by :func:`detect_crop`).
+
+    A frame seen ahead by :meth:`peek_through` comes out of :meth:`process` as the same
+    array (a view of the input frame), so a later stage can match what it peeked at."""
 
     buffers_scenes = False
 
     def __init__(self, box: CropBox):
         self.box = box
         self._size: tuple[int, int] | None = None
+        self._ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(input): (input, view)
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         if not self.box.fits(info.width, info.height):
@@ -251,28 +255,33 @@ class CropStage(Stage):
         self._size = (info.height, info.width)
         return info.with_size(self.box.w, self.box.h)
 
-    def process(self, window: Window) -> Iterator[Frame]:
+    def _view(self, img: np.ndarray) -> np.ndarray:
         if self._size is None:
             raise RuntimeError("CropStage.configure must be called before process")
+        if img.shape[:2] != self._size:
+            raise ValueError(
+                f"frame is {img.shape[1]}x{img.shape[0]}, configured for "
+                f"{self._size[1]}x{self._size[0]}"
+            )
         b = self.box
+        return img[b.y : b.y + b.h, b.x : b.x + b.w]
+
+    def peek_through(self, image: np.ndarray) -> np.ndarray | None:
+        """The cropped frame (a view; no copy), remembered until :meth:`process` gives it."""
+        view = self._view(image)
+        self._ahead[id(image)] = (image, view)
+        return view
+
+    def process(self, window: Window) -> Iterator[Frame]:
         for img, pts in zip(window.frames, window.pts, strict=True):
-            if img.shape[:2] != self._size:
-                raise ValueError(
-                    f"frame is {img.shape[1]}x{img.shape[0]}, configured for "
-                    f"{self._size[1]}x{self._size[0]}"
-                )
-            yield Frame(np.ascontiguousarray(img[b.y : b.y + b.h, b.x : b.x + b.w]), pts)
+            seen = self._ahead.pop(id(img), None)
+            if seen is not None and seen[0] is img:
+                yield Frame(seen[1], pts)
+            else:
+                yield Frame(np.ascontiguousarray(self._view(img)), pts)
 
-
-def bar_colour(frames: Sequence[np.ndarray], box: CropBox) -> tuple[int, int, int]:
-    """The mean RGB colour of the top and bottom bars around ``box`` in ``frames`` (black
-    when there are none), so the bars put back look like the input's own."""
-    bars = [b.reshape(-1, 3) for f in frames for b in (f[: box.y], f[box.y + box.h :])]
-    pixels = np.concatenate(bars) if bars else np.zeros((0, 3), np.uint8)
-    if not len(pixels):
-        return (0, 0, 0)
-    r, g, b = (int(round(v)) for v in pixels.mean(axis=0))
-    return r, g, b
+    def close(self) -> None:
+        self._ahead.clear()
 
 
 class PadStage(Stage):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stages.base import VideoInfo, Window
-from stages.crop import CropBox, CropStage, PadStage, bar_colour, detect_crop
+from stages.crop import CropBox, CropStage, PadStage, detect_crop
 from tests.synthetic import panning_clip, textured_background
 
 DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
@@ -225,11 +225,3 @@ def test_pad_stage_puts_bars_back_at_the_new_width():
     assert (out.image[10:110] == 77).all()
     with pytest.raises(ValueError, match="some rows"):
         PadStage(0, 0)
-
-
-def test_bar_colour_is_the_bars_mean():
-    frames = boxed(panning_clip(3, 90, 160, pan=2.0).frames, 160, 120, 0, 14)
-    for f in frames:
-        f[:14] = 5
-        f[104:] = 5
-    assert bar_colour(frames, CropBox(160, 90, 0, 14)) == (5, 5, 5)
