@@ -225,3 +225,39 @@ def test_pad_stage_puts_bars_back_at_the_new_width():
     assert (out.image[10:110] == 77).all()
     with pytest.raises(ValueError, match="some rows"):
         PadStage(0, 0)
+
+
+@pytest.mark.parametrize("fill", ["blur", "panorama"])
+def test_letterboxed_input_keeps_its_height_with_black_bars(fill):
+    # a 320x180 picture between black bars in a 320x240 frame: the picture is widened to
+    # the 16:9 width (426), the bars stay black at that width, the height stays 240
+    from tests.clitools import probe, remaster
+    from tests.synthetic import encode_clip
+
+    frames = boxed(panning_clip(24, 180, 320, pan=3.0).frames, 320, 240, 0, 30)
+    result = remaster("-", "-", "-f", "nut", "--codec", "ffv1", "--fill", fill, "-q",
+                      stdin=encode_clip(frames, audio=False))  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    got = probe(result.stdout, keep_frames=True)
+    assert (got.width, got.height) == (426, 240)
+    for f in got.frames:
+        assert f[:30].max() <= 8 and f[210:].max() <= 8  # bars: black over the whole width
+        assert f[34:206, :40].mean() > 30 and f[34:206, -40:].mean() > 30  # sides filled
+
+
+def test_letterbox_bars_put_back_after_the_outpaint_stage():
+    from stages.crop import CropStage, PadStage
+    from stream.options import Options
+    from stream.wiring import build_chain
+
+    info = VideoInfo(320, 240, Fraction(1, 24), Fraction(24))
+    chain = build_chain(Options(fill="blur"), info, CropBox(320, 180, 0, 30))
+    kinds = [type(s).__name__ for s in chain.stages]
+    assert kinds[0] == CropStage.__name__ and PadStage.__name__ in kinds
+    assert [(i.width, i.height) for i in chain.infos][-1] == (426, 240)
+    pad = chain.stages[kinds.index(PadStage.__name__)]
+    assert (pad.top, pad.bottom) == (30, 30)
+    # side bars alone are filled like new area: no pad
+    chain = build_chain(Options(fill="blur"), info, CropBox(240, 240, 40, 0))
+    assert PadStage.__name__ not in [type(s).__name__ for s in chain.stages]
+    assert (chain.infos[-1].width, chain.infos[-1].height) == (426, 240)
