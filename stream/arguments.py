@@ -30,6 +30,46 @@ exit codes:
 """
 
 
+BATCH_DESCRIPTION = """\
+Remaster many videos into one folder with Ray: each input is one task, run on this
+machine or on a Ray cluster (--address). Finished outputs are skipped on a re-run; an
+output appears under its final name only when it is complete."""
+
+BATCH_EPILOG = """\
+examples:
+  remaster batch season1/*.mkv -o out/                      every episode, this machine
+  remaster batch episodes.txt -o /shared/out --address head:6379 --fill sd --model ./sd
+
+INPUT: video files, quoted globs ('season1/*.mkv'), URLs FFmpeg can open, or a .txt
+file listing one path or URL a line (# comments; paths relative to the list's folder).
+The output is OUTDIR/<input name><ext> (--ext, default the input's own suffix).
+
+exit codes:
+  0 every input done or skipped   1 some input failed (the summary names it and why)
+  2 bad options   130 interrupted (unfinished outputs removed)
+"""
+
+
+def _add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, globs, URLs or a .txt list")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="folder for the outputs")
+    p.add_argument("--ext", help="output file suffix, e.g. .mkv (default: the input's)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="inputs processed at once (default: the CPUs Ray offers, one per input)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times an input is tried again after its worker died or it failed "
+        "unexpectedly; a bad input is not retried (default 2)",
+    )
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -70,24 +110,30 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line; choices, defaults and stage/fill help come from the registries."""
+def build_parser(batch: bool = False) -> argparse.ArgumentParser:
+    """The command line (``batch``: that of `remaster batch`, many inputs into a folder);
+    choices, defaults and stage/fill help come from the registries."""
     from stream.options import INTERP_MODELS, MASKS, UPSCALE_FACTORS, UPSCALE_MODELS, Options
     from stream.scenes import DETECTORS
     from stream.wiring import FILLS, STAGES
 
     default = Options()
     p = argparse.ArgumentParser(
-        prog="remaster",
-        description="Widen old 4:3 video to 16:9 (or any ratio): the new side areas show the "
+        prog="remaster batch" if batch else "remaster",
+        description=BATCH_DESCRIPTION
+        if batch
+        else "Widen old 4:3 video to 16:9 (or any ratio): the new side areas show the "
         "real background of the same scene, gathered from the frames where the camera "
         "panned; only what no frame ever showed is generated. Works on files and as a pipe "
         "stage, in bounded memory, without temp files.",
-        epilog=EPILOG,
+        epilog=BATCH_EPILOG if batch else EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="input video path, or - for stdin")
-    p.add_argument("output", help="output video path, or - for stdout")
+    if batch:
+        _add_batch_arguments(p)
+    else:
+        p.add_argument("input", help="input video path or URL, or - for stdin")
+        p.add_argument("output", help="output video path, or - for stdout")
     geo = p.add_argument_group("geometry")
     size = geo.add_mutually_exclusive_group()
     size.add_argument(
@@ -148,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="memory for the frames of one scene, above 0; longer scenes are processed in "
         f"consecutive windows (default {default.memory})",
+    )
+    fill.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=default.segment_seconds,
+        metavar="S",
+        help="a new segment starts at the first cut after S seconds of video: estimates "
+        "that span scenes (lens falloff, film gate) start afresh there, and --workers "
+        f"spreads segments over workers; 0: one segment (default {default.segment_seconds:g})",
     )
     sd = p.add_argument_group("Stable Diffusion fill (--fill sd)")
     sd.add_argument(
@@ -231,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="extra encoder option, repeatable",
+    )
+    ray = p.add_argument_group("scale-out on Ray (pip install 'remaster[cluster]')")
+    if not batch:
+        ray.add_argument(
+            "--workers",
+            type=int,
+            metavar="N",
+            help="split the input at scene cuts into segments processed by N Ray workers "
+            "at once; the output is the same as without it (see --segment-seconds)",
+        )
+    ray.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="join this Ray cluster (host:port of `ray start --head`); default: a Ray "
+        "started for this command on this machine, on the loopback interface only",
     )
     out = p.add_argument_group("messages")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")

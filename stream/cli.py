@@ -11,11 +11,16 @@ import argparse
 import itertools
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stream import errors
 from stream.arguments import build_parser
+
+if TYPE_CHECKING:
+    from stages.base import HoleFill
+    from stream.chain import ChainStats
 
 log = logging.getLogger("remaster")
 
@@ -34,16 +39,26 @@ def _configure_logging(quiet: bool = False, verbose: int = 0) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR if verbose < 2 else logging.INFO)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the whole job for parsed ``args``; returns the exit code."""
+def run(
+    args: argparse.Namespace,
+    on_progress: Callable[[ChainStats], None] | None = None,
+    hole_fill: HoleFill | None = None,
+) -> int:
+    """Run the whole job for parsed ``args``; returns the exit code. ``on_progress`` also
+    gets the chain's counts; ``hole_fill`` replaces the options' (see stream.wiring)."""
     from stream import wiring
     from stream.chain import Chain
     from stream.decode import Decoder, open_input
     from stream.encode import Sink
     from stream.options import Options
     from stream.progress import ProgressBar
+    from stream.segments import segmented_chain
 
     options = Options.from_args(args)
+    if getattr(args, "workers", None) is not None:
+        from stream.split import run_split
+
+        return run_split(args, options)
     if (
         "-" not in (args.input, args.output)
         and Path(args.input).exists()
@@ -69,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if wanted and not probe:
             raise errors.InputError(f"{args.input!r}: no video frame could be decoded")
         crop = wiring.choose_crop(options, [f.image for f in probe], info)
-        chain = wiring.build_chain(options, info, crop)
+        chain = segmented_chain(options, info, crop, hole_fill)
         try:
             sink = Sink(
                 args.output,
@@ -86,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             scenes = wiring.scene_buffer(options, info, chain)
             job = Chain(_Frames(itertools.chain(probe, frames)), scenes, chain, sink)
             with ProgressBar(source.frame_count, enabled=not args.quiet) as bar:
-                job.on_progress = bar.update
+                job.on_progress = bar.update if on_progress is None else on_progress
                 try:
                     stats = job.run()
                 except KeyboardInterrupt:
@@ -139,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _configure_logging()  # until the options say otherwise
         _tune_malloc()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["batch"]:  # `remaster batch INPUT... -o OUTDIR`
+            from stream.batch import run_batch
+
+            args = build_parser(batch=True).parse_args(argv[1:])
+            _configure_logging(args.quiet, args.verbose)
+            return run_batch(args)
         args = build_parser().parse_args(argv)
         _configure_logging(args.quiet, args.verbose)
         return run(args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import struct
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # Bytes of stdin looked at before opening, to reject an mp4 whose index is at the end.
 MP4_PEEK_BYTES = 1 << 16
+# An input FFmpeg opens by protocol: a URL scheme (two letters at least, so that a Windows
+# drive letter is no scheme) with //, or FFmpeg's file: protocol.
+URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+://|file:)")
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,11 @@ def _read_head(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
+def is_url(path: str) -> bool:
+    """True for ``scheme://...`` or ``file:...``, which FFmpeg opens rather than the OS."""
+    return bool(URL.match(path))
+
+
 def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None) -> Source:
     """Open ``path`` (or ``-`` for stdin) and describe its first video stream."""
     target: str | io.RawIOBase
@@ -134,6 +143,8 @@ def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None)
                 "`-f matroska -`), remux with `-movflags +faststart`, or pass the file path"
             )
         target = _ReplayReader(head, stream)
+    elif is_url(path):
+        target = path  # FFmpeg's protocols (http, ftp, file:, ...) open it
     else:
         if not Path(path).exists():
             raise InputNotFoundError(f"input not found: {path}")

@@ -21,6 +21,10 @@ from typing import Any
 from stream.errors import UsageError
 
 DEFAULT_MEMORY_MB = 512  # scene frames in memory: ~110 frames of 1440x1080 RGB
+# A new segment (fresh stage chain, see stream/segments.py) starts at the first cut after
+# this much video: long enough that film-wide estimates settle, short enough to spread a
+# film over a few dozen workers.
+DEFAULT_SEGMENT_SECONDS = 300.0
 MASKS = ("auto", "u2netp", "maskrcnn")
 INTERP_MODELS = ("auto", "rife", "dis", "blend")
 UPSCALE_MODELS = ("auto", "esrgan", "lanczos")
@@ -48,6 +52,7 @@ class Options:
     scene_detector: str = "content"
     scene_threshold: float | None = None
     memory: int = DEFAULT_MEMORY_MB  # MB for the frames of one scene
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS  # 0: the whole video is one segment
     # Stable Diffusion fill, and the device of every model
     model: str | None = None
     prompt: str = ""
@@ -137,6 +142,8 @@ class Options:
             raise bad("--scene-threshold", "must be a number >= 0", self.scene_threshold)
         if self.memory <= 0:
             raise bad("--memory", "must be a positive number of MB", self.memory)
+        if not (math.isfinite(self.segment_seconds) and self.segment_seconds >= 0):
+            raise bad("--segment-seconds", "must be a number >= 0", self.segment_seconds)
         if self.steps < 1:
             raise bad("--steps", "must be at least 1", self.steps)
         if not (math.isfinite(self.guidance) and self.guidance >= 0):

@@ -61,6 +61,8 @@ class FillEntry:
 
 STAGES: dict[str, StageEntry] = {}
 FILLS: dict[str, FillEntry] = {}
+# the hole fills among FILLS: ``make(options)`` (None: the panorama stage's classical fill)
+HOLE_FILLS: dict[str, Callable[[Options], HoleFill | None]] = {}
 
 
 def register_stage(
@@ -93,6 +95,7 @@ def register_hole_fill(name: str, help: str):
     for what no frame showed (None: the classical fill)."""
 
     def add(make: Callable[[Options], HoleFill | None]) -> Callable[[Options], HoleFill | None]:
+        HOLE_FILLS[name] = make
         FILLS[name] = FillEntry(name, help, lambda o, aspect: _panorama(o, aspect, make(o)))
         return make
 
@@ -261,11 +264,23 @@ def make_segmenter(mask: str, device: str) -> Callable[[np.ndarray], np.ndarray]
 # -- the chain and its neighbours ---------------------------------------------------
 
 
-def build_chain(options: Options, info: VideoInfo, crop: CropBox | None = None) -> StageChain:
+def build_chain(
+    options: Options,
+    info: VideoInfo,
+    crop: CropBox | None = None,
+    hole_fill: HoleFill | None = None,
+) -> StageChain:
     """The stages the options ask for, in their order, after ``crop`` (if any), configured
-    for ``info``; a final resize when ``--size`` differs from what they give."""
+    for ``info``; a final resize when ``--size`` differs from what they give.
+
+    ``hole_fill`` replaces the one the options' hole fill would make (a fill shared by
+    several chains, or one that forwards to another process); closing the chain closes it.
+    """
     from stages.base import StageChain
     from stages.upscale import Resize
+
+    if hole_fill is not None and options.fill_name not in HOLE_FILLS:
+        raise UsageError(f"--fill {options.fill_name} takes no hole fill")
 
     names, stages = [], []
     bars = _letterbox(options, info, crop)
@@ -279,16 +294,19 @@ def build_chain(options: Options, info: VideoInfo, crop: CropBox | None = None) 
             if not STAGES[name].wanted(options):
                 continue
             names.append(name)
+            # the picture between letterbox bars is widened to the whole output width
+            built = replace(options, aspect=bars[0], size=None) if bars is not None else options
+            if name == "outpaint" and hole_fill is not None:
+                stages.append(_panorama(built, built.target_aspect, hole_fill))
+            elif name == "outpaint":
+                stages.append(STAGES[name].build(built))
+            else:
+                stages.append(STAGES[name].build(options))
             if name == "outpaint" and bars is not None:
                 from stages.crop import PadStage
 
-                # the picture between the bars is widened to the whole output width
-                wide = replace(options, aspect=bars[0], size=None)
-                stages.append(STAGES[name].build(wide))
                 names.append("pad")
                 stages.append(PadStage(*bars[1:]))
-            else:
-                stages.append(STAGES[name].build(options))
     chain = StageChain(stages)
     try:
         with _as_remaster_error(InputError):  # the input's format does not suit a stage
@@ -347,6 +365,14 @@ def _as_remaster_error(value_error: type[RemasterError]) -> Iterator[None]:
 
 def _ratio_text(ratio: Fraction) -> str:
     return f"{ratio.numerator}:{ratio.denominator}"
+
+
+def make_hole_fill(options: Options) -> HoleFill | None:
+    """The hole fill of the options' ``--fill`` (None: the classical one), made once so that
+    several chains can share it (see ``hole_fill`` of :func:`build_chain`)."""
+    if options.fill_name not in HOLE_FILLS:
+        raise UsageError(f"--fill {options.fill_name} has no hole fill")
+    return HOLE_FILLS[options.fill_name](options)
 
 
 def crop_probe_frames(options: Options) -> int:
