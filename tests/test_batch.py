@@ -1,0 +1,168 @@
+"""`remaster batch` on a local loopback Ray of two workers: outputs, a broken input, a
+re-run, a worker killed mid-task, Ctrl-C; the diffusion fill served by a Ray actor."""
+
+from __future__ import annotations
+
+import _thread
+import functools
+import importlib.util
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.arguments import build_parser
+from stream.batch import expand_inputs, plan_jobs, process_input, run_batch
+from stream.errors import EXIT_INTERRUPTED, UsageError
+from tests.raytools import audio_packets, local_ray, video_frames
+from tests.synthetic import cut_clip, encode_clip
+
+FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    yield from local_ray()
+
+
+@pytest.fixture(scope="module")
+def episode() -> bytes:
+    frames, _ = cut_clip([20, 20], height=60, width=80)
+    return encode_clip(frames, fmt="nut", codec="ffv1")
+
+
+def _batch(*argv: str, work=process_input) -> int:
+    return run_batch(build_parser(batch=True).parse_args([*argv, "--fill", "blur", "-q"]), work)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_inputs_come_from_files_globs_lists_and_urls(tmp_path):
+    for name in ("b.mkv", "a.mkv"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "more.txt").write_text("# episodes\n\nc.mkv\nhttp://host/d/e.mp4?x=1\n")
+    items = expand_inputs([str(tmp_path / "*.mkv"), str(tmp_path / "more.txt"), "x.avi"])
+    assert items == [
+        str(tmp_path / "a.mkv"),
+        str(tmp_path / "b.mkv"),
+        str(tmp_path / "c.mkv"),
+        "http://host/d/e.mp4?x=1",
+        "x.avi",
+    ]
+    jobs = plan_jobs(items, tmp_path / "out", None)
+    assert [j.output.name for j in jobs] == ["a.mkv", "b.mkv", "c.mkv", "e.mp4", "x.avi"]
+    assert jobs[0].partial == tmp_path / "out" / ".a.partial.mkv"
+    assert plan_jobs(["y.avi"], tmp_path, "mp4")[0].output.name == "y.mp4"
+    with pytest.raises(UsageError, match="both be written"):
+        plan_jobs(["one/ep.mkv", "two/ep.mkv"], tmp_path, None)
+    with pytest.raises(UsageError, match="no file matches"):
+        expand_inputs([str(tmp_path / "*.webm")])
+
+
+def test_a_batch_finishes_around_a_broken_input_and_a_rerun_skips(
+    ray_local, episode, tmp_path, caplog
+):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for k in (1, 2, 4):
+        (src / f"ep{k}.nut").write_bytes(episode)
+    (src / "ep3.nut").write_bytes(episode[:3000])  # cut short: no frame decodes
+    (src / "rest.txt").write_text(f"ep3.nut\nfile:{src / 'ep4.nut'}\n")
+    with caplog.at_level(logging.ERROR, logger="stream.batch"):
+        assert _batch(str(src / "ep[12].nut"), str(src / "rest.txt"), "-o", str(out)) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["ep1.nut", "ep2.nut", "ep4.nut"]
+    assert [r.message for r in caplog.records] == [
+        f"{src / 'ep3.nut'}: {str(src / 'ep3.nut')!r}: no video frame could be decoded"
+    ]
+    for k in (1, 2, 4):
+        pts, frames = video_frames(out / f"ep{k}.nut")
+        assert pts == [k * pts[1] for k in range(FRAMES)] and frames[0].shape == (60, 106, 3)
+        assert len(audio_packets(out / f"ep{k}.nut")) > 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    caplog.clear()
+    assert _batch(str(src / "ep[12].nut"), str(src / "rest.txt"), "-o", str(out)) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps  # skipped
+    assert len(caplog.records) == 1  # the broken one was tried again
+
+
+def dying_work(job, args, fill, tally):
+    """The batch task, except that its worker process dies on the first attempt."""
+    marker = Path(args.outdir).parent / f"died-{job.index}"
+    if not marker.exists():
+        marker.touch()
+        os._exit(1)
+    return process_input(job, args, fill, tally)
+
+
+def test_a_killed_worker_is_retried_and_its_input_completes(ray_local, episode, tmp_path):
+    (tmp_path / "ep.nut").write_bytes(episode)
+    out = tmp_path / "out"
+    assert _batch(str(tmp_path / "ep.nut"), "-o", str(out), "--retries", "1", work=dying_work) == 0
+    assert (tmp_path / "died-0").exists()  # the first attempt did die
+    assert len(video_frames(out / "ep.nut")[0]) == FRAMES
+    assert _hidden(out) == []
+
+
+def stuck_work(job, args, fill, tally):
+    """A task that has begun its partial file and takes its time."""
+    job.partial.write_bytes(b"half a video")
+    time.sleep(120)
+
+
+def test_ctrl_c_cancels_and_leaves_no_file(ray_local, episode, tmp_path):
+    for k in (1, 2):
+        (tmp_path / f"ep{k}.nut").write_bytes(episode)
+    out = tmp_path / "out"
+    seen: list[str] = []
+
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(seen) < 2:
+            seen[:] = _hidden(out) if out.exists() else []
+            time.sleep(0.1)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    code = _batch(
+        str(tmp_path / "ep1.nut"), str(tmp_path / "ep2.nut"), "-o", str(out), work=stuck_work
+    )
+    assert code == EXIT_INTERRUPTED
+    assert sorted(seen) == [".ep1.partial.nut", ".ep2.partial.nut"]  # both were running
+    assert list(out.iterdir()) == []
+
+
+def _tiny_fill():
+    from gpu.sd_fill import StableDiffusionFill
+    from tests.tiny_sd import tiny_inpaint_pipeline
+
+    return StableDiffusionFill(tiny_inpaint_pipeline(seed=0), prompt="a street", steps=2)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("diffusers") is None, reason="needs torch and diffusers"
+)
+def test_the_diffusion_fill_served_by_an_actor_is_the_in_process_fill(ray_local):
+    from gpu.actors import ActorFill, start_fill_servers
+    from tests.synthetic import textured_background
+
+    image = textured_background(64, 96, seed=3)
+    known = np.ones((64, 96), bool)
+    known[:, :16] = known[:, -16:] = False
+    image[~known] = 0
+    servers = start_fill_servers(ray_local, functools.partial(_tiny_fill), gpus=0)
+    fill = ActorFill(servers)
+    futures = [fill.submit(image, known) for _ in range(2)]  # queued on the one server
+    local = _tiny_fill()
+    try:
+        expected = local(image, known)
+    finally:
+        local.close()
+    for future in futures:
+        assert np.array_equal(future.result(timeout=120), expected)
+    assert not np.array_equal(expected[~known], image[~known])  # it did fill
