@@ -29,10 +29,12 @@ import av
 
 from stages.base import VideoInfo
 from stream.decode import DecodedFrame, Decoder, Source, open_input
-from stream.encode import EncoderSettings, Sink
-from stream.errors import InputError, OutputError, UsageError
+from stream.encode import EncoderSettings
+from stream.errors import InputError, UsageError
 from stream.options import Options
-from stream.segments import SegmentPlan, SegmentRule, SegmentScenes, fingerprint, plan_segments
+from stream.packets import Packet, PacketCapture, PacketSink
+from stream.plan import SegmentPlan, SegmentScenes, plan_segments
+from stream.segments import SegmentRule, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class SegmentJob:
     input_format: str | None
     options: Options
     crop: Any  # CropBox | None
-    plan: SegmentPlan
+    plan: SegmentPlan | None  # set per segment
     out_format: str  # the output container's format (the encoder depends on it)
     settings: EncoderSettings
     hole_fill: Any = None  # gpu.actors.ActorFill with --fill sd
@@ -66,26 +68,12 @@ class SegmentResult:
     index: int
     extradata: bytes
     time_base: Fraction
-    packets: list[tuple[bytes, int | None, int | None, int, bool]]  # data pts dts dur key
+    packets: list[Packet]
     frames: int
     seconds: float
 
 
 # -- the worker -------------------------------------------------------------------------
-
-
-class _Capture(Sink):
-    """The single run's encoder for a format; its packets are kept, not written."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.packets: list[tuple[bytes, int | None, int | None, int, bool]] = []
-        super().__init__(*args, **kwargs)
-
-    def _mux(self, packet: av.Packet) -> None:
-        if packet.stream is self.video:
-            self.packets.append(
-                (bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.is_keyframe)
-            )
 
 
 def _seek_frames(job: SegmentJob) -> tuple[Source, Iterator[DecodedFrame]]:
@@ -135,12 +123,14 @@ def run_segment(job: SegmentJob) -> SegmentResult:
 
     began = time.monotonic()
     plan = job.plan
+    if plan is None:
+        raise ValueError("a segment job needs its plan")
     source, frames = _seek_frames(job)
     try:
         info = source.info
         chain = wiring.build_chain(job.options, info, job.crop, hole_fill=job.hole_fill)
         try:
-            sink = _Capture(
+            sink = PacketCapture(
                 os.devnull, chain.infos[-1], source.colour, [], job.out_format, job.settings
             )
             scenes = SegmentScenes(wiring.scene_buffer(job.options, info, chain), plan)
@@ -171,79 +161,6 @@ class _Feed:
 # -- the driver -------------------------------------------------------------------------
 
 
-class PacketSink(Sink):
-    """The single run's output, written from encoded packets. The side streams are read
-    from ``side`` (the input opened a second time) as the video advances, and handed on
-    as the single run's decoder does (in file order, empty packets left out)."""
-
-    def __init__(self, *args: Any, side: av.container.InputContainer, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._side_input = side
-        copied = [s for s in side.streams if s.index in self._streams]
-        self._side = iter(side.demux(copied) if copied else ())
-        self._side_end = -float("inf")  # time of the last side packet queued
-        self.extradata = b""
-        self._last_dts: int | None = None
-
-    @property
-    def format_name(self) -> str:
-        """The output container's format, e.g. ``matroska`` (a worker's encoder needs it)."""
-        return self._format
-
-    def start(self) -> bytes:
-        """Open the encoder and write the header; the codec headers segments must match."""
-        self.container.start_encoding()
-        self.extradata = bytes(self.video.codec_context.extradata or b"")
-        return self.extradata
-
-    def _pull_side(self, seconds: float | None) -> None:
-        while seconds is None or self._side_end <= seconds:
-            packet = next(self._side, None)
-            if packet is None:
-                self._side_end = float("inf")
-                return
-            if not packet.size:
-                continue
-            ts = packet.dts if packet.dts is not None else packet.pts
-            if ts is not None and packet.time_base is not None:
-                self._side_end = float(ts * packet.time_base)
-            self.queue_packet(packet)
-
-    def write_segment(self, result: SegmentResult) -> None:
-        if result.extradata != self.extradata:
-            raise OutputError(
-                f"segment {result.index} was encoded with other codec headers than this "
-                "machine's encoder (a different FFmpeg or encoder build on a worker?)"
-            )
-        for data, pts, dts, duration, key in result.packets:
-            if dts is not None and self._last_dts is not None and dts <= self._last_dts:
-                raise OutputError(
-                    f"segment {result.index} starts at decode time {dts}, not after "
-                    f"{self._last_dts}: the encoder's B-frame delay does not continue "
-                    "across segments here (variable frame rate?); add --encoder-opt bf=0"
-                )
-            packet = av.Packet(data)
-            packet.pts, packet.dts, packet.duration = pts, dts, duration
-            packet.time_base = result.time_base
-            packet.is_keyframe = key
-            packet.stream = self.video
-            if dts is not None:
-                seconds = float(dts * result.time_base)
-                self._pull_side(seconds)
-                self._mux_side_until(seconds)
-                self._last_dts = dts
-            self._mux(packet)
-            self.frames_written += 1
-
-    def close(self, flush: bool = True) -> None:
-        try:
-            if flush and not self._closed:
-                self._pull_side(None)
-            super().close(flush)
-        finally:
-            self._side_input.close()
-
-
 def run_split(args: argparse.Namespace, options: Options) -> int:
     """The whole ``--workers`` job for parsed ``args``; returns the exit code."""
     from stream import cluster, wiring
@@ -257,8 +174,7 @@ def run_split(args: argparse.Namespace, options: Options) -> int:
     source = open_input(args.input, args.input_format)
     try:
         info = source.info
-        decoder = Decoder(source, lambda packet: None)
-        frames = decoder.frames()
+        frames = Decoder(source, lambda packet: None).frames()
         probe = list(itertools.islice(frames, wiring.crop_probe_frames(options)))
         crop = wiring.choose_crop(options, [f.image for f in probe], info)
         with cluster.connect(args.address, cpus=args.workers) as ray:
@@ -269,24 +185,30 @@ def run_split(args: argparse.Namespace, options: Options) -> int:
                 out_info = chain.infos[-1]
             finally:
                 chain.close()
-            scenes.on_settled = None
-            settings = wiring.encoder_settings(options)
-            sink = _open_sink(args, out_info, source, settings)
-            settings = _worker_settings(sink, settings)
-            job = SegmentJob(
-                args.input, args.input_format, options, crop, None, sink.format_name, settings,
-                fill,
-            )  # fmt: skip
-            rule = SegmentRule.of(options.segment_seconds, info.frame_rate)
-            plans = plan_segments(itertools.chain(probe, frames), scenes, rule)
-            with Board(ray, source.frame_count, "segments", enabled=not args.quiet) as board:
-                job = replace(job, tally=board.tally)
-                try:
-                    _distribute(ray, plans, job, sink, args.workers, board)
-                except KeyboardInterrupt:
-                    sink.close()
-                    log.error("interrupted; the output written so far was closed properly")
-                    return EXIT_INTERRUPTED
+            scenes.on_settled = None  # the cut pass runs no stage
+            sink = _open_sink(args, out_info, source, wiring.encoder_settings(options))
+            try:
+                job = SegmentJob(
+                    path=args.input,
+                    input_format=args.input_format,
+                    options=options,
+                    crop=crop,
+                    plan=None,
+                    out_format=sink.format_name,
+                    settings=sink.worker_settings(),
+                    hole_fill=fill,
+                )
+                rule = SegmentRule.of(options.segment_seconds, info.frame_rate)
+                plans = plan_segments(itertools.chain(probe, frames), scenes, rule)
+                with Board(ray, source.frame_count, "segments", enabled=not args.quiet) as board:
+                    _distribute(ray, plans, replace(job, tally=board.tally), sink, args.workers)
+            except KeyboardInterrupt:
+                sink.close()
+                log.error("interrupted; the output written so far was closed properly")
+                return EXIT_INTERRUPTED
+            except BaseException:
+                sink.close(flush=False)
+                raise
             sink.close()
         return EXIT_OK
     finally:
@@ -306,53 +228,59 @@ def _open_sink(
         metadata=dict(source.container.metadata),
         side=av.open(args.input, "r", format=args.input_format),
     )
-    sink.start()
+    try:
+        sink.start()
+    except BaseException:
+        sink.close(flush=False)
+        raise
     return sink
 
 
-def _worker_settings(sink: PacketSink, settings: EncoderSettings) -> EncoderSettings:
-    """The settings that give a worker's encoder (which writes to no file) this output's."""
-    if not sink._no_b_frames:
-        return settings
-    return replace(settings, options={"bf": "0", **settings.options})
-
-
 def _distribute(
-    ray: Any,
-    plans: Iterator[SegmentPlan],
-    job: SegmentJob,
-    sink: PacketSink,
-    workers: int,
-    board: Any,
+    ray: Any, plans: Iterator[SegmentPlan], job: SegmentJob, sink: PacketSink, workers: int
 ) -> None:
-    """Submit each planned segment as a Ray task and mux the results in order."""
+    """Run each planned segment as a Ray task, ``workers`` at a time, and mux the results
+    in order as they come."""
     task = ray.remote(run_segment).options(num_cpus=1, max_retries=2)
     running: list[Any] = []  # refs in segment order, not yet muxed
 
-    def mux_oldest() -> None:
-        ref = running.pop(0)
-        try:
-            result = ray.get(ref)
-        except ray.exceptions.RayTaskError as err:
-            raise err.cause from None  # the worker's own error (an InputError, ...)
-        sink.write_segment(result)
-        board.segment_done(result.frames, result.seconds)
+    def mux_ready(wait: bool) -> None:
+        while running and (wait or _finished(ray, running[:1])):
+            wait = False
+            try:
+                result = ray.get(running[0])
+            except ray.exceptions.RayTaskError as err:
+                raise err.cause from None  # the worker's own error (an InputError, ...)
+            running.pop(0)
+            sink.write_segment(result.index, result.extradata, result.time_base, result.packets)
+            log.info(
+                "segment %d: %d frames in %.1f s on a worker",
+                result.index,
+                result.frames,
+                result.seconds,
+            )
 
     try:
         for plan in plans:
-            running.append(task.remote(replace(job, plan=plan)))
-            while running and (
-                len(running) >= AHEAD_PER_WORKER * workers or _ready(ray, running[0])
+            mux_ready(wait=False)
+            while len(running) >= AHEAD_PER_WORKER * workers or (
+                len(running) - _finished(ray, running) >= workers
             ):
-                mux_oldest()
+                done = _finished(ray, running)
+                ray.wait(running, num_returns=done + 1)  # one more task ends
+                mux_ready(wait=False)
+            running.append(task.remote(replace(job, plan=plan)))
         while running:
-            mux_oldest()
+            mux_ready(wait=True)
     except BaseException:
         for ref in running:
             ray.cancel(ref, force=True)
         raise
 
 
-def _ready(ray: Any, ref: Any) -> bool:
-    done, _ = ray.wait([ref], timeout=0)
-    return bool(done)
+def _finished(ray: Any, refs: list[Any]) -> int:
+    """How many of ``refs`` have finished (with a result or an error)."""
+    if not refs:
+        return 0
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    return len(done)

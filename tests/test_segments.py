@@ -16,8 +16,9 @@ from stages.motion import same_shot
 from stream.arguments import build_parser
 from stream.cli import run
 from stream.errors import InputError
+from stream.plan import SegmentScenes, plan_segments
 from stream.scenes import SceneBuffer, make_detector
-from stream.segments import SegmentedStage, SegmentRule, SegmentScenes, plan_segments
+from stream.segments import SegmentedStage, SegmentRule
 from stream.split import SegmentJob, _checked
 from tests.raytools import audio_packets, is_loopback, listening_addresses, local_ray, video_frames
 from tests.synthetic import cut_clip, encode_clip
