@@ -18,6 +18,8 @@ examples:
   remaster in.mkv out.mkv --aspect 2.39:1 --dump-panoramas pano/
   remaster in.mkv out.mkv --fill sd --model ./sd-inpainting --prompt "cartoon background"
   remaster in.mkv out.mkv --process-order outpaint,upscale,interpolate --upscale 2 --interpolate 2
+  remaster film.mkv out.mkv --workers 4          one film over 4 Ray workers, same output
+  remaster batch 'season1/*.mkv' -o out/         every episode (see remaster batch --help)
 
 The output keeps the input's height and audio, subtitle and data streams (copied, not
 re-encoded), each frame's timestamp, and the colour tags. stdout carries only video;
