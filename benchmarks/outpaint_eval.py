@@ -273,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         log.error("unknown clips %s; known: %s", unknown, ", ".join(clips))
         return 2
+    if "blur" not in args.fills and not args.reuse_baselines:
+        log.warning("cli:blur is not run: the targets against it fail (--reuse-baselines?)")
     previous = {}
     if args.reuse_baselines and args.out.exists():
         previous = json.loads(args.out.read_text()).get("clips", {})
