@@ -203,6 +203,8 @@ def test_seen_masks_check_their_input_and_cache(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="margin"):
         sm.seen_masks(frames, 10, 16, margin=4)
     first, starts = sm.cached_seen_masks(frames, 13, 93, tmp_path)
+    fresh, _ = sm.seen_masks(frames, 13, 93)  # deterministic: the same masks again
+    assert all(np.array_equal(a, b) for a, b in zip(first, fresh, strict=True))
     assert len(list(tmp_path.glob("seen_*.npz"))) == 1
     again, starts2 = sm.cached_seen_masks(frames, 13, 93, tmp_path)
     assert starts2 == starts
@@ -415,6 +417,11 @@ def test_render_tables_from_results() -> None:
     assert "all targets: **FAIL**" in md  # bear's SSIM is not ahead of blur's 0.6
     with pytest.raises(ValueError, match="marker"):
         tables.update_section("no markers here", md)
+
+
+def test_committed_readme_tables_match_the_committed_results() -> None:
+    """benchmarks/README.md's eval tables are the ones rendered from the results JSON."""
+    assert tables.main(["--check"]) == 0, "run `python benchmarks/tables.py`"
 
 
 needs_cli = pytest.mark.skipif(not cli_importable(), reason="stream.cli is not importable yet")
