@@ -166,3 +166,26 @@ def test_the_diffusion_fill_served_by_an_actor_is_the_in_process_fill(ray_local)
     for future in futures:
         assert np.array_equal(future.result(timeout=120), expected)
     assert not np.array_equal(expected[~known], image[~known])  # it did fill
+
+
+def test_one_display_on_the_driver_shows_what_the_workers_report(ray_local):
+    import io
+
+    from rich.console import Console
+
+    from stream.chain import ChainStats
+    from stream.tally import Board, Reporter
+
+    text = io.StringIO()
+    console = Console(file=text, force_terminal=True, width=120)
+    with Board(ray_local, None, "inputs", console=console) as board:
+        first = Reporter(board.tally, 0, "ep1.mkv", 100)
+        Reporter(board.tally, 1, "ep2.mkv", 50).done(ChainStats(frames_in=50))
+        first.update(ChainStats(frames_in=40))
+        items = ray_local.get(board.tally.snapshot.remote())
+        board.draw(items)
+        rows = [(t.description, t.completed, t.total) for t in board._progress.tasks]
+    assert items[0][:4] == ("ep1.mkv", 100, 40, False) and items[1][2:4] == (50, True)
+    assert rows[0][1:] == (90, 150) and "1 inputs done" not in rows[0][0]  # the total
+    assert rows[1:] == [("ep1.mkv", 40, 100)]  # a finished input leaves its row
+    assert "ep1.mkv" in text.getvalue() and "fps" in text.getvalue()
