@@ -4,7 +4,6 @@ re-run, a worker killed mid-task, Ctrl-C; the diffusion fill served by a Ray act
 from __future__ import annotations
 
 import _thread
-import functools
 import importlib.util
 import logging
 import os
@@ -17,7 +16,7 @@ import pytest
 
 from stream.arguments import build_parser
 from stream.batch import expand_inputs, plan_jobs, process_input, run_batch
-from stream.errors import EXIT_INTERRUPTED, UsageError
+from stream.errors import EXIT_INTERRUPTED, DeviceError, UsageError
 from tests.raytools import audio_packets, local_ray, video_frames
 from tests.synthetic import cut_clip, encode_clip
 
@@ -137,28 +136,26 @@ def test_ctrl_c_cancels_and_leaves_no_file(ray_local, episode, tmp_path):
     assert list(out.iterdir()) == []
 
 
-def _tiny_fill():
-    from gpu.sd_fill import StableDiffusionFill
-    from tests.tiny_sd import tiny_inpaint_pipeline
-
-    return StableDiffusionFill(tiny_inpaint_pipeline(seed=0), prompt="a street", steps=2)
-
-
 @pytest.mark.skipif(
     importlib.util.find_spec("diffusers") is None, reason="needs torch and diffusers"
 )
-def test_the_diffusion_fill_served_by_an_actor_is_the_in_process_fill(ray_local):
-    from gpu.actors import ActorFill, start_fill_servers
+def test_the_diffusion_fill_served_by_an_actor_is_the_in_process_fill(ray_local, tmp_path):
+    from stream import cluster, wiring
+    from stream.options import Options
     from tests.synthetic import textured_background
+    from tests.tiny_sd import tiny_inpaint_pipeline
 
+    tiny_inpaint_pipeline(seed=0).save_pretrained(tmp_path / "tiny")
+    options = Options(
+        fill="sd", model=str(tmp_path / "tiny"), device="cpu", allow_cpu=True, steps=2
+    )
     image = textured_background(64, 96, seed=3)
     known = np.ones((64, 96), bool)
     known[:, :16] = known[:, -16:] = False
     image[~known] = 0
-    servers = start_fill_servers(ray_local, functools.partial(_tiny_fill), gpus=0)
-    fill = ActorFill(servers)
+    fill = cluster.hole_fill(ray_local, options)  # no GPU here: one server on a CPU
     futures = [fill.submit(image, known) for _ in range(2)]  # queued on the one server
-    local = _tiny_fill()
+    local = wiring.make_hole_fill(options)
     try:
         expected = local(image, known)
     finally:
@@ -166,6 +163,8 @@ def test_the_diffusion_fill_served_by_an_actor_is_the_in_process_fill(ray_local)
     for future in futures:
         assert np.array_equal(future.result(timeout=120), expected)
     assert not np.array_equal(expected[~known], image[~known])  # it did fill
+    with pytest.raises(DeviceError, match="--allow-cpu"):
+        cluster.hole_fill(ray_local, Options(fill="sd", model=str(tmp_path / "tiny")))
 
 
 def test_one_display_on_the_driver_shows_what_the_workers_report(ray_local):
