@@ -12,6 +12,7 @@ Ray is not imported here: the caller hands in its ``ray`` module.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -23,9 +24,16 @@ from stages.base import HoleFill, check_fill_inputs
 
 
 class FillServer:
-    """Holds the hole fill ``make()`` returns and fills on request (run as a Ray actor)."""
+    """Holds the hole fill ``make()`` returns and fills on request (run as a Ray actor).
+    ``env`` sets (or, for None, unsets) environment variables first: the thread settings
+    of the process that would otherwise fill in-process, so the fill computes the same."""
 
-    def __init__(self, make: Callable[[], HoleFill | None]):
+    def __init__(self, make: Callable[[], HoleFill | None], env: dict[str, str | None]):
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         fill = make()
         if fill is None:
             raise ValueError("the fill server was given no hole fill to serve")
@@ -38,13 +46,18 @@ class FillServer:
         self._fill.close()
 
 
-def start_fill_servers(ray: Any, make: Callable[[], HoleFill | None], gpus: int) -> list[Any]:
+def start_fill_servers(
+    ray: Any,
+    make: Callable[[], HoleFill | None],
+    gpus: int,
+    env: dict[str, str | None] | None = None,
+) -> list[Any]:
     """One :class:`FillServer` per GPU (``gpus`` of them), or one on a CPU when there is no
-    GPU; each owns its GPU for as long as the job runs."""
+    GPU; each owns its GPU for as long as the job runs. ``env``: see :class:`FillServer`."""
     if gpus > 0:
         actor = ray.remote(num_gpus=1, num_cpus=0)(FillServer)
-        return [actor.remote(make) for _ in range(gpus)]
-    return [ray.remote(num_cpus=0)(FillServer).remote(make)]
+        return [actor.remote(make, env or {}) for _ in range(gpus)]
+    return [ray.remote(num_cpus=0)(FillServer).remote(make, env or {})]
 
 
 class ActorFill(HoleFill):

@@ -22,7 +22,7 @@ import glob
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -45,6 +45,7 @@ class BatchJob:
     input: str
     output: Path
     partial: Path
+    env: dict[str, str | None] = field(default_factory=dict)  # the driver's thread settings
 
 
 @dataclass
@@ -96,10 +97,12 @@ def plan_jobs(inputs: list[str], outdir: Path, ext: str | None) -> list[BatchJob
 
 def process_input(job: BatchJob, args: argparse.Namespace, fill: Any, tally: Any) -> Outcome:
     """Remaster one input into its partial file and rename it (the Ray task)."""
+    from stream import cluster
     from stream.cli import run
     from stream.decode import open_input
     from stream.tally import Reporter
 
+    cluster.use_env(job.env)
     began = time.monotonic()
     total = None
     try:
@@ -163,7 +166,7 @@ def run_batch(args: argparse.Namespace, work: Any = process_input) -> int:
             try:
                 while todo or running:
                     while todo and len(running) < limit:
-                        job = todo.pop(0)
+                        job = replace(todo.pop(0), env=cluster.thread_env())
                         running[task.remote(job, args, fill, board.tally)] = job
                     ready, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_SECONDS)
                     for ref in ready:

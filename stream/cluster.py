@@ -28,6 +28,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Ray sets OMP_NUM_THREADS to a task's CPUs (1 for an actor) where the environment does
+# not: torch on a CPU would then run single-threaded, and its float sums come out in
+# another order than in a plain `remaster` process (measured: the tiny diffusion fill
+# differed by up to 3 levels). Tasks take these variables as the driver has them.
+THREAD_VARS = ("OMP_NUM_THREADS",)
+
+
+def thread_env() -> dict[str, str | None]:
+    """The driver's thread settings (None: not set), for :func:`use_env` in a task."""
+    return {name: os.environ.get(name) for name in THREAD_VARS}
+
+
+def use_env(env: dict[str, str | None]) -> None:
+    """In a Ray task, before anything that starts thread pools is imported: the variables
+    as ``env`` has them (None: unset), so libraries choose as in a plain process."""
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def import_ray(local: bool) -> Any:
@@ -108,5 +128,5 @@ def hole_fill(ray: Any, options: Options) -> HoleFill | None:
             "run it on a CPU (minutes per tile), or use --fill panorama"
         )
     make = functools.partial(wiring.make_hole_fill, options)
-    servers = start_fill_servers(ray, make, gpus)
+    servers = start_fill_servers(ray, make, gpus, thread_env())
     return ActorFill(servers)

@@ -59,6 +59,7 @@ class SegmentJob:
     settings: EncoderSettings
     hole_fill: Any = None  # gpu.actors.ActorFill with --fill sd
     tally: Any = None  # progress actor handle
+    env: dict[str, str | None] | None = None  # the driver's thread settings
 
 
 @dataclass
@@ -117,10 +118,11 @@ def _checked(frames: Iterator[DecodedFrame], plan: SegmentPlan) -> Iterator[Deco
 
 def run_segment(job: SegmentJob) -> SegmentResult:
     """Process one segment as the single run does (a Ray task)."""
-    from stream import wiring
+    from stream import cluster, wiring
     from stream.chain import Chain
     from stream.tally import Reporter
 
+    cluster.use_env(job.env or {})
     began = time.monotonic()
     plan = job.plan
     if plan is None:
@@ -197,6 +199,7 @@ def run_split(args: argparse.Namespace, options: Options) -> int:
                     out_format=sink.format_name,
                     settings=sink.worker_settings(),
                     hole_fill=fill,
+                    env=cluster.thread_env(),
                 )
                 rule = SegmentRule.of(options.segment_seconds, info.frame_rate)
                 plans = plan_segments(itertools.chain(probe, frames), scenes, rule)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,3 +186,24 @@ def test_the_embedded_ray_listens_on_loopback_only(ray_local):
     assert len(addresses) > 3  # the Ray processes are there and listen
     assert all(is_loopback(ip) for ip, _ in addresses), addresses
     assert DASHBOARD_PORT not in {port for _, port in addresses}  # no dashboard (web UI)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("diffusers") is None, reason="needs torch and diffusers"
+)
+def test_workers_with_the_diffusion_fill_on_actors_give_the_single_runs_output(
+    clip, ray_local, tmp_path
+):
+    from tests.tiny_sd import tiny_inpaint_pipeline
+
+    tiny_inpaint_pipeline(seed=0).save_pretrained(tmp_path / "tiny")
+    source = tmp_path / "in.nut"
+    source.write_bytes(encode_clip(clip[:70], fmt="nut", codec="ffv1", fps=FPS))
+    sd = ["--fill", "sd", "--model", str(tmp_path / "tiny"), "--device", "cpu", "--allow-cpu"]
+    sd += ["--steps", "2", "--codec", "ffv1", "--segment-seconds", "1"]
+    assert _run(str(source), str(tmp_path / "one.mkv"), *sd) == 0
+    assert _run(str(source), str(tmp_path / "two.mkv"), *sd, "--workers", "2") == 0
+    pts1, frames1 = video_frames(tmp_path / "one.mkv")
+    pts2, frames2 = video_frames(tmp_path / "two.mkv")
+    assert pts2 == pts1 and len(frames1) == 70
+    assert all(np.array_equal(a, b) for a, b in zip(frames1, frames2, strict=True))
