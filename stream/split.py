@@ -119,7 +119,7 @@ def _checked(frames: Iterator[DecodedFrame], plan: SegmentPlan) -> Iterator[Deco
 def run_segment(job: SegmentJob) -> SegmentResult:
     """Process one segment as the single run does (a Ray task)."""
     from stream import cluster, wiring
-    from stream.chain import Chain
+    from stream.chain import Chain, ChainStats
     from stream.tally import Reporter
 
     cluster.use_env(job.env or {})
@@ -137,9 +137,13 @@ def run_segment(job: SegmentJob) -> SegmentResult:
             )
             scenes = SegmentScenes(wiring.scene_buffer(job.options, info, chain), plan)
             reporter = Reporter(job.tally, plan.index, f"segment {plan.index}", plan.frames)
-            run = Chain(_Feed(_checked(frames, plan)), scenes, chain, sink, reporter.update)
-            stats = run.run()
-            reporter.done(stats)
+
+            # the frames fed past the segment's end (see SegmentScenes) count for the next
+            def progress(stats: ChainStats) -> None:
+                reporter.update(replace(stats, frames_in=min(stats.frames_in, plan.frames)))
+
+            stats = Chain(_Feed(_checked(frames, plan)), scenes, chain, sink, progress).run()
+            reporter.done(replace(stats, frames_in=plan.frames))
         finally:
             chain.close()
     finally:
@@ -147,7 +151,7 @@ def run_segment(job: SegmentJob) -> SegmentResult:
     extradata = bytes(sink.video.codec_context.extradata or b"")
     tb = sink.video.codec_context.time_base
     seconds = time.monotonic() - began
-    return SegmentResult(plan.index, extradata, tb, sink.packets, stats.frames_in, seconds)
+    return SegmentResult(plan.index, extradata, tb, sink.packets, plan.frames, seconds)
 
 
 class _Feed:
