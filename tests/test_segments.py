@@ -21,6 +21,7 @@ from stream.plan import SegmentScenes, plan_segments
 from stream.scenes import SceneBuffer, make_detector
 from stream.segments import SegmentedStage, SegmentRule
 from stream.split import SegmentJob, _checked
+from tests.clitools import ROOT
 from tests.raytools import audio_packets, is_loopback, listening_addresses, local_ray, video_frames
 from tests.synthetic import cut_clip, encode_clip
 
@@ -207,3 +208,20 @@ def test_workers_with_the_diffusion_fill_on_actors_give_the_single_runs_output(
     pts2, frames2 = video_frames(tmp_path / "two.mkv")
     assert pts2 == pts1 and len(frames1) == 70
     assert all(np.array_equal(a, b) for a, b in zip(frames1, frames2, strict=True))
+
+
+def test_a_run_without_workers_does_not_import_ray(clip, tmp_path):
+    import subprocess
+    import sys
+
+    source = tmp_path / "in.nut"
+    source.write_bytes(encode_clip(clip[:30], fmt="nut", codec="ffv1", fps=FPS))
+    code = (
+        "import sys; from stream.cli import main; "
+        f"rc = main([{str(source)!r}, {str(tmp_path / 'out.mkv')!r}, '--fill', 'blur', '-q']); "
+        "assert 'ray' not in sys.modules, 'ray imported'; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
