@@ -176,6 +176,8 @@ class KeptFill(HoleFill):
         return self._fill(image, known)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_fill":  # not set yet (a copy being made)
+            raise AttributeError(name)
         return getattr(self._fill, name)
 
     def close(self) -> None:
