@@ -15,7 +15,7 @@ from stages.motion import same_shot
 from stream import errors
 from stream.chain import Chain
 from stream.decode import Decoder, open_input
-from stream.encode import EncoderSettings, Sink
+from stream.encode import EncoderSettings, Sink, same_file
 from stream.progress import ProgressBar
 from stream.scenes import DEFAULT_BUDGET_BYTES, DETECTORS, SceneBuffer, make_detector
 
@@ -386,12 +386,7 @@ def _find_crop(args: argparse.Namespace, probe: list, info: VideoInfo):
 
 def run(args: argparse.Namespace) -> int:
     """Run the whole job for parsed ``args``; returns the exit code."""
-    if (
-        "-" not in (args.input, args.output)
-        and Path(args.input).exists()
-        and Path(args.output).exists()
-        and Path(args.input).samefile(args.output)
-    ):
+    if "-" not in (args.input, args.output) and same_file(args.input, args.output):
         raise errors.UsageError(f"output would overwrite the input {args.input!r}")
     if args.interpolate is not None and args.interpolate < 2:
         raise errors.UsageError(f"--interpolate must be 2 or more, got {args.interpolate}")

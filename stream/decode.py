@@ -1,9 +1,10 @@
 """Open the input (path or stdin), describe it, and decode it in a producer thread.
 
-Video packets are decoded into RGB frames; every other stream's packets (audio,
-subtitles, data) are passed on untouched, for the encoder to copy. Corrupt packets are
-skipped with a warning and a truncated stream ends the video where it ends, so a
-damaged file still produces a complete, playable output.
+Video packets are decoded into RGB frames, turned upright as the display matrix says
+(as ffmpeg does by default); every other stream's packets (audio, subtitles, data) are
+passed on untouched, for the encoder to copy. Corrupt packets are skipped with a warning
+and a truncated stream ends the video where it ends, so a damaged file still produces a
+complete, playable output.
 """
 
 from __future__ import annotations
@@ -22,29 +23,42 @@ import av
 import av.error
 import numpy as np
 
-from stages.base import VideoInfo
+from stages.base import Frame, VideoInfo
 from stream.errors import InputError, InputNotFoundError
+from stream.sidedata import UPRIGHT, HdrMetadata, Orientation, hdr_of, orientation_of
 
 log = logging.getLogger(__name__)
 
 # Bytes of stdin looked at before opening, to reject an mp4 whose index is at the end.
 MP4_PEEK_BYTES = 1 << 16
+# Side-stream packets held while looking for the first video frame: far more than any
+# real file interleaves before its first picture, small against the memory budget.
+FIRST_FRAME_SIDE_BYTES = 64 << 20
+
+# Errors a damaged stream raises while demuxing or decoding.
+DAMAGE = (av.error.InvalidDataError, av.error.UndefinedError, ValueError, OSError)
 
 
 @dataclass(frozen=True)
 class ColourTags:
     """Colour description of the input video, carried over to the output."""
 
-    pix_fmt: str | None = None  # kept when the output encoder supports it
+    pix_fmt: str | None = None  # the input's, for information: the output's is yuv420p
     colorspace: int = 0
     color_range: int = 0
     color_primaries: int = 0
     color_trc: int = 0
+    hdr: HdrMetadata | None = None
 
 
 @dataclass
 class Source:
-    """An opened input: its container, video stream and description."""
+    """An opened input: its container, video stream and description.
+
+    ``early_frames`` and ``early_packets`` are what was read to find the first picture
+    (and with it the orientation and HDR metadata); the :class:`Decoder` hands them on
+    first.
+    """
 
     container: av.container.InputContainer
     video: av.video.stream.VideoStream
@@ -53,17 +67,14 @@ class Source:
     duration_s: float | None
     frame_count: int | None
     others: list[av.stream.Stream] = field(default_factory=list)
+    orientation: Orientation = UPRIGHT
+    packets: Iterator[av.Packet] | None = None
+    early_frames: list[av.VideoFrame] = field(default_factory=list)
+    early_packets: list[av.Packet] = field(default_factory=list)
+    skipped_packets: int = 0
 
     def close(self) -> None:
         self.container.close()
-
-
-@dataclass
-class DecodedFrame:
-    """A decoded picture (RGB) and its pts in the video stream's time base."""
-
-    image: np.ndarray
-    pts: int
 
 
 class _ReplayReader(io.RawIOBase):
@@ -82,7 +93,7 @@ class _ReplayReader(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._stream.read(len(buffer))
+        data = self._stream.read(len(buffer)) or b""
         buffer[: len(data)] = data
         return len(data)
 
@@ -111,7 +122,7 @@ def mp4_index_at_end(head: bytes) -> bool:
 def _read_head(stream: BinaryIO, n: int) -> bytes:
     chunks, got = [], 0
     while got < n:
-        data = stream.read(n - got)
+        data = stream.read(n - got) or b""
         if not data:
             break
         chunks.append(data)
@@ -119,11 +130,25 @@ def _read_head(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
+def _check_path(path: str) -> None:
+    try:
+        exists, is_dir = Path(path).exists(), Path(path).is_dir()
+    except OSError as err:  # e.g. a name longer than the file system allows
+        raise InputError(f"cannot open input {path!r}: {err.strerror or err}") from err
+    if not exists:
+        raise InputNotFoundError(f"input not found: {path}")
+    if is_dir:
+        raise InputError(f"input is a directory, not a video file: {path}")
+
+
 def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None) -> Source:
-    """Open ``path`` (or ``-`` for stdin) and describe its first video stream."""
+    """Open ``path`` (or ``-`` for stdin), decode its first picture, and describe it."""
     target: str | io.RawIOBase
     if path == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
+        # The unbuffered file under stdin: a read returns what the pipe has instead of
+        # waiting for a whole buffer, so a live input is decoded as it arrives (and Ctrl-C
+        # finds every frame sent so far), and no lock is held while it waits.
+        stream = stdin if stdin is not None else getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
         head = _read_head(stream, MP4_PEEK_BYTES)
         if not head:
             raise InputError("no input on stdin: nothing was piped in")
@@ -135,10 +160,7 @@ def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None)
             )
         target = _ReplayReader(head, stream)
     else:
-        if not Path(path).exists():
-            raise InputNotFoundError(f"input not found: {path}")
-        if Path(path).is_dir():
-            raise InputError(f"input is a directory, not a video file: {path}")
+        _check_path(path)
         target = path
     try:
         container = av.open(target, "r", format=fmt)
@@ -147,17 +169,24 @@ def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None)
     except ValueError as err:  # av's InvalidDataError, unknown format, ...
         what = f"format {fmt!r} " if fmt else ""
         raise InputError(f"cannot read {path!r} as a {what}video: {err}") from err
-    except OSError as err:
+    except (OSError, av.error.FFmpegError) as err:
         raise InputError(f"cannot open {path!r}: {err}") from err
-    if not container.streams.video:
+    try:
+        return _describe(path, container)
+    except BaseException:
         container.close()
+        raise
+
+
+def _describe(path: str, container: av.container.InputContainer) -> Source:
+    if not container.streams.video:
         raise InputError(f"{path!r} has no video stream")
     video = container.streams.video[0]
     ctx = video.codec_context
     ctx.thread_type = "AUTO"
     if not ctx.width or not ctx.height:
-        container.close()
         raise InputError(f"{path!r}: the video stream has no picture size")
+    others = [s for s in container.streams if s.index != video.index]
     rate = video.average_rate or video.guessed_rate
     info = VideoInfo(
         width=ctx.width,
@@ -165,36 +194,99 @@ def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None)
         time_base=video.time_base or Fraction(1, 25),
         frame_rate=Fraction(rate) if rate else None,
     )
-    colour = ColourTags(
-        ctx.pix_fmt,
-        int(ctx.colorspace or 0),
-        int(ctx.color_range or 0),
-        int(ctx.color_primaries or 0),
-        int(ctx.color_trc or 0),
+    source = Source(container, video, info, ColourTags(), None, None, others)
+    source.packets = container.demux()
+    first = _first_frame(path, source)
+    source.orientation = orientation_of(first)
+    width, height = first.width, first.height
+    if source.orientation.swaps_axes:
+        width, height = height, width
+    source.info = info.with_size(width, height)
+    source.colour = ColourTags(
+        ctx.pix_fmt or first.format.name,
+        int(first.colorspace or ctx.colorspace or 0),
+        int(first.color_range or ctx.color_range or 0),
+        int(first.color_primaries or ctx.color_primaries or 0),
+        int(first.color_trc or ctx.color_trc or 0),
+        hdr_of(first),
     )
+    if source.orientation != UPRIGHT:
+        log.info("input is displayed turned (%s): decoded upright", source.orientation)
     duration = None
     if video.duration and video.time_base:
         duration = float(video.duration * video.time_base)
     elif container.duration:
         duration = container.duration / av.time_base
+    source.duration_s = duration
     frames = video.frames or (round(duration * rate) if duration and rate else None)
-    others = [s for s in container.streams if s.index != video.index]
-    return Source(container, video, info, colour, duration, frames or None, others)
+    source.frame_count = frames or None
+    return source
+
+
+def _first_frame(path: str, source: Source) -> av.VideoFrame:
+    """Read until the first picture decodes; keep what was read for the Decoder."""
+    held = 0
+    for packet in _packets(source):
+        if packet.stream.index != source.video.index:
+            source.early_packets.append(packet)
+            held += packet.size
+            if held > FIRST_FRAME_SIDE_BYTES:
+                raise InputError(
+                    f"{path!r}: no video frame in the first {FIRST_FRAME_SIDE_BYTES >> 20} MiB "
+                    "of the other streams"
+                )
+            continue
+        source.early_frames.extend(_decode(source, packet))
+        if source.early_frames:
+            return source.early_frames[0]
+    source.early_frames.extend(_decode(source, None))
+    if source.early_frames:
+        return source.early_frames[0]
+    raise InputError(f"{path!r}: no video frame could be decoded")
+
+
+def _packets(source: Source) -> Iterator[av.Packet]:
+    """The input's packets in file order until its end or the point where it is broken."""
+    assert source.packets is not None
+    while True:
+        try:
+            yield next(source.packets)
+        except (StopIteration, av.error.EOFError):
+            return
+        except DAMAGE as err:
+            log.warning("input ends early (truncated or unreadable): %s", err)
+            return
+
+
+def _decode(source: Source, packet: av.Packet | None) -> list[av.VideoFrame]:
+    """Decode one video packet (None: flush); a corrupt one is counted and skipped."""
+    try:
+        return list(source.video.decode(packet))
+    except av.error.EOFError:
+        return []
+    except DAMAGE as err:
+        source.skipped_packets += 1
+        log.debug("corrupt packet skipped: %s", err)
+        return []
 
 
 class Decoder:
     """Demuxes ``source`` and decodes its video, for the producer thread.
 
-    :meth:`frames` yields :class:`DecodedFrame` objects; packets of the other streams go
-    to ``on_packet`` as they are read, in file order.
+    :meth:`frames` yields upright RGB :class:`~stages.base.Frame` objects with strictly
+    increasing pts; packets of the other streams go to ``on_packet`` as they are read,
+    in file order.
     """
 
     def __init__(self, source: Source, on_packet: Callable[[av.Packet], None]):
         self.source = source
         self.on_packet = on_packet
-        self.skipped_packets = 0
         self._last_pts: int | None = None
         self._step = self._frame_step()
+
+    @property
+    def skipped_packets(self) -> int:
+        return self.source.skipped_packets
 
     def _frame_step(self) -> int:
         info = self.source.info
@@ -202,42 +294,34 @@ class Decoder:
             return max(1, round(1 / (info.frame_rate * info.time_base)))
         return 1
 
-    def frames(self) -> Iterator[DecodedFrame]:
-        video = self.source.video
-        other = {s.index for s in self.source.others}
-        packets = self.source.container.demux()
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except av.error.EOFError:
-                break
-            except (av.error.InvalidDataError, OSError) as err:
-                log.warning("input ends early (truncated or unreadable): %s", err)
-                break
-            if packet.stream.index in other:
-                if packet.size:
-                    self.on_packet(packet)
-                continue
-            if packet.stream.index != video.index:
-                continue
-            yield from self._decode(packet)
-        yield from self._decode(None)
-        if self.skipped_packets:
-            log.warning("skipped %d corrupt video packet(s)", self.skipped_packets)
+    def frames(self) -> Iterator[Frame]:
+        source = self.source
+        video = source.video.index
+        other = {s.index for s in source.others}
+        early, source.early_frames = source.early_frames, []
+        for packet in source.early_packets:
+            self._hand_on(packet, other)
+        source.early_packets = []
+        for frame in early:
+            yield self._frame(frame)
+        del early
+        for packet in _packets(source):
+            if packet.stream.index == video:
+                for frame in _decode(source, packet):
+                    yield self._frame(frame)
+            else:
+                self._hand_on(packet, other)
+        for frame in _decode(source, None):
+            yield self._frame(frame)
+        if source.skipped_packets:
+            log.warning("skipped %d corrupt video packet(s)", source.skipped_packets)
 
-    def _decode(self, packet: av.Packet | None) -> Iterator[DecodedFrame]:
-        try:
-            decoded = self.source.video.decode(packet)
-        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError) as err:
-            self.skipped_packets += 1
-            log.debug("corrupt packet skipped: %s", err)
-            return
-        except av.error.EOFError:
-            return
-        for frame in decoded:
-            yield DecodedFrame(self._to_rgb(frame), self._pts(frame))
+    def _hand_on(self, packet: av.Packet, other: set[int]) -> None:
+        if packet.stream.index in other and packet.size:
+            self.on_packet(packet)
+
+    def _frame(self, frame: av.VideoFrame) -> Frame:
+        return Frame(self._to_rgb(frame), self._pts(frame))
 
     def _pts(self, frame: av.VideoFrame) -> int:
         pts = frame.pts
@@ -251,13 +335,17 @@ class Decoder:
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         colour = self.source.colour
+        info = self.source.info
+        turned = self.source.orientation
+        width, height = info.width, info.height
+        if turned.swaps_axes:
+            width, height = height, width
+        if frame.width != width or frame.height != height:
+            # Mid-stream size change: keep one geometry for the whole output.
+            frame = frame.reformat(width, height)
         image = frame.to_ndarray(
             format="rgb24",
             src_colorspace=colour.colorspace or None,
             src_color_range=colour.color_range or None,
         )
-        info = self.source.info
-        if image.shape[0] != info.height or image.shape[1] != info.width:
-            # Mid-stream size change: keep one geometry for the whole output.
-            image = frame.reformat(info.width, info.height, "rgb24").to_ndarray()
-        return image
+        return turned.apply(image) if turned != UPRIGHT else image
