@@ -172,6 +172,7 @@ class Chain:
         with self._ctrl_c():
             decoder.start()
             encoder.start()
+            log.debug("chain running (Ctrl-C now ends the input)")
             try:
                 self._processing = True
                 self._process(decoder, encoder)

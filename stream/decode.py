@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-import struct
-import sys
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -26,11 +25,10 @@ import numpy as np
 from stages.base import Frame, VideoInfo
 from stream.errors import InputError, InputNotFoundError
 from stream.sidedata import UPRIGHT, HdrMetadata, Orientation, hdr_of, orientation_of
+from stream.stdin import stdin_target
 
 log = logging.getLogger(__name__)
 
-# Bytes of stdin looked at before opening, to reject an mp4 whose index is at the end.
-MP4_PEEK_BYTES = 1 << 16
 # Side-stream packets held while looking for the first video frame: far more than any
 # real file interleaves before its first picture, small against the memory budget.
 FIRST_FRAME_SIDE_BYTES = 64 << 20
@@ -72,62 +70,13 @@ class Source:
     early_frames: list[av.VideoFrame] = field(default_factory=list)
     early_packets: list[av.Packet] = field(default_factory=list)
     skipped_packets: int = 0
+    pipe_fd: int | None = None  # the read end FFmpeg reads stdin from, closed after it
 
     def close(self) -> None:
         self.container.close()
-
-
-class _ReplayReader(io.RawIOBase):
-    """Reads ``head`` first, then the rest of ``stream``: lets us peek at a pipe."""
-
-    def __init__(self, head: bytes, stream: BinaryIO):
-        self._head = memoryview(head)
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._stream.read(len(buffer)) or b""
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def mp4_index_at_end(head: bytes) -> bool:
-    """True when the top-level boxes show media data before the index (``moov``).
-
-    Such a file needs seeking, which a pipe cannot do. Fragmented mp4 (``moof``) and
-    files with ``moov`` first are fine.
-    """
-    pos = 0
-    while pos + 8 <= len(head):
-        size, kind = struct.unpack(">I4s", head[pos : pos + 8])
-        if kind in (b"moov", b"moof"):
-            return False
-        if kind == b"mdat":
-            return True
-        if size == 1 and pos + 16 <= len(head):
-            size = struct.unpack(">Q", head[pos + 8 : pos + 16])[0]
-        if size < 8:
-            return False
-        pos += size
-    return False
-
-
-def _read_head(stream: BinaryIO, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        data = stream.read(n - got) or b""
-        if not data:
-            break
-        chunks.append(data)
-        got += len(data)
-    return b"".join(chunks)
+        if self.pipe_fd is not None:
+            os.close(self.pipe_fd)
+            self.pipe_fd = None
 
 
 def _check_path(path: str) -> None:
@@ -144,26 +93,26 @@ def _check_path(path: str) -> None:
 def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None) -> Source:
     """Open ``path`` (or ``-`` for stdin), decode its first picture, and describe it."""
     target: str | io.RawIOBase
+    pipe_fd = None
     if path == "-":
-        # The unbuffered file under stdin: a read returns what the pipe has instead of
-        # waiting for a whole buffer, so a live input is decoded as it arrives (and Ctrl-C
-        # finds every frame sent so far), and no lock is held while it waits.
-        stream = stdin if stdin is not None else getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)
-        head = _read_head(stream, MP4_PEEK_BYTES)
-        if not head:
-            raise InputError("no input on stdin: nothing was piped in")
-        if head[4:8] == b"ftyp" and mp4_index_at_end(head):
-            raise InputError(
-                "the mp4 on stdin has its index at the end, which cannot be read from a pipe; "
-                "pipe a streamable format instead (e.g. `ffmpeg -i in.mp4 -c copy -f nut -` or "
-                "`-f matroska -`), remux with `-movflags +faststart`, or pass the file path"
-            )
-        target = _ReplayReader(head, stream)
+        target, pipe_fd = stdin_target(stdin)
     else:
         _check_path(path)
         target = path
     try:
-        container = av.open(target, "r", format=fmt)
+        source = _open(path, target, fmt)
+    except BaseException:
+        if pipe_fd is not None:
+            os.close(pipe_fd)
+        raise
+    source.pipe_fd = pipe_fd
+    return source
+
+
+def _open(path: str, target: str | io.RawIOBase, fmt: str | None) -> Source:
+    try:
+        # Damaged or foreign metadata must not stop the video: undecodable bytes replaced.
+        container = av.open(target, "r", format=fmt, metadata_errors="replace")
     except av.error.FileNotFoundError as err:
         raise InputNotFoundError(f"input not found: {path}") from err
     except ValueError as err:  # av's InvalidDataError, unknown format, ...
@@ -183,7 +132,10 @@ def _describe(path: str, container: av.container.InputContainer) -> Source:
         raise InputError(f"{path!r} has no video stream")
     video = container.streams.video[0]
     ctx = video.codec_context
-    ctx.thread_type = "AUTO"
+    # Slice threads only: with frame threads a corrupt packet's error comes back on a
+    # later packet, and PyAV (which cannot receive without sending) drops that packet's
+    # frames too, so damaged input would lose good frames that ffmpeg keeps.
+    ctx.thread_type = "SLICE"
     if not ctx.width or not ctx.height:
         raise InputError(f"{path!r}: the video stream has no picture size")
     others = [s for s in container.streams if s.index != video.index]

@@ -1,7 +1,8 @@
 """Open the output (path or stdout), encode frames, and interleave the other streams.
 
 The whole output is set up before any work: the video encoder opened (a refused option is
-a usage error), the header written (a path that cannot be written is an output error).
+a usage error) and the path checked (one that cannot be written is an output error); the
+file itself is created with the first packet, so a run that fails before leaves none.
 Video keeps the input's time base and every frame's pts (variable frame rate works).
 Audio, subtitle and data packets go through :mod:`stream.side_streams`, interleaved by
 time with the video. An output that ends early (Ctrl-C, an error) holds every frame
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -161,7 +163,28 @@ def _open_target(path: str, stdout: BinaryIO | None) -> str | _PipeWriter:
         raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from err
     if not folder:
         raise OutputError(f"output folder does not exist: {parent}")
+    _check_writable(path)
     return path
+
+
+def _check_writable(path: str) -> None:
+    """Fail now if ``path`` cannot be created or written, without changing anything: the
+    file itself is created when the first packet is written, so a run that fails before
+    leaves no file behind."""
+    try:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            return  # opening it would wait for a reader
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from err
+    existed = os.path.lexists(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o666))
+        if not existed:
+            os.unlink(path)
+    except OSError as err:
+        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from err
 
 
 class Sink:
@@ -184,6 +207,7 @@ class Sink:
         self.colour = colour
         self.frames_written = 0
         self._packets_written = 0
+        self._started = False
         self._video_end = 0.0  # seconds: where the last written frame ends
         self._closed = False
         fmt = _guess_format(path, fmt)
@@ -241,12 +265,6 @@ class Sink:
             no_b_frames,
         )
         self.side = SideStreams(self.container, others, self._mux_copied)
-        try:
-            self.container.start_encoding()  # opens the file and writes the header
-        except (av.error.FFmpegError, OSError) as err:
-            if own := _own_error(err):
-                raise own from None
-            raise OutputError(f"cannot write {self.path!r}: {err}") from err
 
     def queue_packet(self, packet: av.Packet) -> None:
         """Hold a side-stream packet until the video has reached its time."""
@@ -254,6 +272,7 @@ class Sink:
 
     # -- writing --------------------------------------------------------------------
     def _mux(self, packet: av.Packet) -> None:
+        self._started = True  # the first packet opens the file and writes the header
         try:
             self.container.mux(packet)
         except (OutputError, DownstreamClosedError):
@@ -346,7 +365,8 @@ class Sink:
         self._remove_file()
 
     def _remove_file(self) -> None:
-        if self.path == "-":
+        """Remove the file we wrote that holds no video (one we never opened stays)."""
+        if self.path == "-" or not self._started:
             return
         try:
             if Path(self.path).is_file():

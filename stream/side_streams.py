@@ -9,6 +9,7 @@ buffered; an output cut short ends its side streams where its video ends.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +36,24 @@ def _seconds(packet: av.Packet, end: bool = False) -> float | None:
     if end:
         ts += packet.duration or 0
     return float(ts * packet.time_base)
+
+
+def _copy(container: av.container.OutputContainer, stream: av.stream.Stream) -> av.stream.Stream:
+    """Add a copy of ``stream`` to ``container``; audio without a channel order gets the
+    standard layout for its channel count (mp4 cannot store "2 channels")."""
+    if stream.type == "audio":
+        ctx = stream.codec_context
+        if not ctx.sample_rate or not ctx.layout or not ctx.layout.nb_channels:
+            raise ValueError("no sample rate or no channels")
+    out = container.add_stream_from_template(stream)
+    out.time_base = stream.time_base
+    if stream.type == "audio":
+        layout = stream.codec_context.layout
+        if all(c.name == "NONE" for c in layout.channels):
+            standard = STANDARD_LAYOUTS.get(layout.nb_channels)
+            if standard:
+                out.codec_context.layout = standard
+    return out
 
 
 def encoder_rate(codec: av.Codec, rate: int) -> int:
@@ -85,11 +104,16 @@ class SideStreams:
             )
             return
         try:
-            out = self.container.add_stream_from_template(stream)
-        except (ValueError, av.error.FFmpegError) as err:
+            # First into a throw-away container of the same format: a stream the muxer
+            # refuses (a damaged header's phantom stream, a layout it cannot store) must
+            # not take the whole output down, and an added stream cannot be taken out.
+            with av.open(io.BytesIO(), "w", format=self._format) as trial:
+                _copy(trial, stream)
+                trial.start_encoding()
+            out = _copy(self.container, stream)
+        except (ValueError, OSError, av.error.FFmpegError) as err:
             log.warning("%s stream %d (%s) left out: %s", stream.type, stream.index, name, err)
             return
-        out.time_base = stream.time_base
         self._streams[stream.index] = out
 
     def _add_transcode(self, stream: av.stream.Stream) -> None:

@@ -222,26 +222,37 @@ def test_ctrl_c_keeps_every_frame_read_and_no_audio_past_the_video(
     data, ends = ten_seconds
     out = tmp_path / f"cut{suffix}"
     proc = subprocess.Popen(
-        [*REMASTER, "-", str(out), "--quiet"],
+        [*REMASTER, "-", str(out), "-v"],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    err: list[bytes] = []
+    running = threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            err.append(line)
+            if b"chain running" in line:
+                running.set()
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
     proc.stdin.write(data[: ends[sent - 1]])  # returns once the pipe took all but 64 KiB
     proc.stdin.flush()
-    deadline = time.monotonic() + 120
-    while not out.exists() and time.monotonic() < deadline:  # the output is set up
-        time.sleep(0.1)
-    time.sleep(3)  # the rest of what was sent is decoded
+    assert running.wait(120), b"".join(err).decode()
+    time.sleep(2)  # the rest of what was sent is decoded
     proc.send_signal(signal.SIGINT)
     if sent > 100:
         time.sleep(0.5)
         proc.stdin.close()  # upstream ends too, as it does when the terminal sends Ctrl-C
     # Early, upstream stays open (a FIFO whose writer goes on): remaster must not wait.
-    err = proc.stderr.read()
-    assert proc.wait(120) == 130, err.decode()
+    code = proc.wait(120)
+    reader.join(60)
     proc.stdin.close()
-    assert b"Traceback" not in err and b"interrupted" in err
+    stderr = b"".join(err)
+    assert code == 130, stderr.decode()
+    assert b"Traceback" not in stderr and b"interrupted" in stderr
     got = probe(out)
     assert sent - 2 <= len(got.video_pts) <= sent
     video_end = float(got.video_pts[-1] * got.time_base) + 1 / 24

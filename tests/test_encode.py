@@ -246,9 +246,14 @@ def test_sink_that_got_no_frame_leaves_no_file(tmp_path):
     info = VideoInfo(96, 72, Fraction(1, 24), Fraction(24))
     empty = tmp_path / "empty.mkv"
     sink = Sink(str(empty), info, ColourTags(), [])
-    assert empty.exists()  # set up before any work: the header is written
-    sink.close()
+    assert not empty.exists()  # created with the first packet
+    sink.write(np.zeros((72, 96, 3), np.uint8), 0)
+    sink.close(flush=False)  # the encoder held the frame: no video reached the file
     assert not empty.exists()
+    old = tmp_path / "old.mkv"
+    old.write_bytes(b"the user's file")
+    Sink(str(old), info, ColourTags(), []).close()  # failed before writing anything
+    assert old.read_bytes() == b"the user's file"
     kept = tmp_path / "kept.mkv"
     sink = Sink(str(kept), info, ColourTags(), [])
     sink.write(np.zeros((72, 96, 3), np.uint8), 0)
