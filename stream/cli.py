@@ -24,8 +24,10 @@ def _configure_logging(quiet: bool = False, verbose: int = 0) -> None:
     """Log lines to stderr as ``remaster: LEVEL: message``.
 
     --quiet: errors only; default: warnings; -v and more: everything."""
+    from stream.progress import LogHandler  # prints above the progress bar while it is live
+
     level = logging.ERROR if quiet else logging.WARNING if verbose == 0 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LogHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("remaster: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -84,9 +86,10 @@ def run(args: argparse.Namespace) -> int:
                 sink.queue_packet(packet)
             decoder.on_packet = sink.queue_packet
             scenes = wiring.scene_buffer(options, info, chain)
-            job = Chain(_Frames(itertools.chain(probe, frames)), scenes, chain, sink)
+            counted = _Frames(itertools.chain(probe, frames))
+            job = Chain(counted, scenes, chain, sink)
             with ProgressBar(source.frame_count, enabled=not args.quiet) as bar:
-                job.on_progress = bar.update
+                bar.follow(lambda: counted.decoded, job.stats)
                 try:
                     stats = job.run()
                 except KeyboardInterrupt:
@@ -102,13 +105,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Frames:
-    """Adapts an iterator of decoded frames to the chain's ``frames()`` source."""
+    """Adapts an iterator of decoded frames to the chain's ``frames()`` source, counting
+    them as the decoder thread takes them (for the progress bar)."""
 
     def __init__(self, it):
         self._it = it
+        self.decoded = 0
 
     def frames(self):
-        return self._it
+        for frame in self._it:
+            self.decoded += 1
+            yield frame
 
 
 # glibc mallopt parameters: frames are allocated in the decoder thread and freed in
