@@ -53,12 +53,18 @@ class ListSink:
 
 
 class Passthrough(Stage):
-    def __init__(self, fail_on_scene: int | None = None, interrupt: bool = False):
+    def __init__(
+        self,
+        fail_on_scene: int | None = None,
+        interrupt: bool = False,
+        fail_on_window: int | None = None,
+    ):
         self.fail_on_scene, self.interrupt, self.windows = fail_on_scene, interrupt, []
+        self.fail_on_window = fail_on_window
 
     def process(self, window: Window):
         self.windows.append(window)
-        if window.scene == self.fail_on_scene:
+        if window.scene == self.fail_on_scene or len(self.windows) - 1 == self.fail_on_window:
             if self.interrupt:
                 raise KeyboardInterrupt
             raise ValueError("stage broke")
@@ -129,12 +135,15 @@ def test_encoder_error_is_reraised_and_decoder_stops_early():
 def test_stage_error_finishes_output_that_was_written():
     sink = ListSink()
     frames = ListSource(60)
-    # Scenes are windows of 20 here; the stage fails on the third.
+    # One scene in windows of 20 frames here; the stage fails on the third window.
     scenes = SceneBuffer(None, None, budget(20))
     scenes.lag = 0
+    stage = Passthrough(fail_on_window=2)
     with pytest.raises(ValueError, match="stage broke"):
-        Chain(frames, scenes, Passthrough(fail_on_scene=0), sink).run()
-    assert sink.closed_with is True
+        Chain(frames, scenes, stage, sink).run()
+    assert [len(w) for w in stage.windows] == [20, 20, 20]
+    assert sink.written == list(range(40))  # the two windows before it were written
+    assert sink.closed_with is True  # and the output finished properly
     assert no_remaster_threads()
 
 

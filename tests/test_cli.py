@@ -18,7 +18,8 @@ from stream.errors import UsageError
 from stream.options import Options
 from stream.progress import ProgressBar
 from stream.wiring import build_chain
-from tests.clitools import DATA, ROOT, probe, remaster
+from tests.clitools import ROOT, probe, remaster
+from tests.shared_data import shared_data
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -211,10 +212,9 @@ def test_subtitles_and_metadata_are_copied(tmp_path):
     assert texts == [b"Hello", b"World"]
 
 
-@pytest.mark.skipif(not (DATA / "pillarboxed").is_dir(), reason="shared/data not present")
 def test_already_boxed_input_is_cropped_and_refilled():
     result = remaster(
-        str(DATA / "pillarboxed" / "chaplin.mp4"),
+        str(shared_data("pillarboxed", "chaplin.mp4")),
         "-",
         "-f",
         "nut",

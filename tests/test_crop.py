@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stages.base import VideoInfo, Window
 from stages.crop import CropBox, CropStage, detect_crop
+from tests.shared_data import shared_data
 from tests.synthetic import panning_clip, textured_background
-
-DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 
 
 def boxed(frames: list[np.ndarray], width: int, height: int, x: int, y: int) -> list[np.ndarray]:
@@ -148,9 +146,7 @@ def test_crop_stage_rejects_box_outside_frame():
 
 
 def test_chaplin_pillarbox():
-    path = DATA / "pillarboxed" / "chaplin.mp4"
-    if not path.exists():
-        pytest.skip(f"{path} not available")
+    path = shared_data("pillarboxed", "chaplin.mp4")
     import av
 
     frames = []
