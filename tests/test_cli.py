@@ -279,3 +279,16 @@ def test_bad_option_values_exit_2_with_one_line(argv, message, tmp_path):
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not out.exists()
+
+
+def test_help_explains_every_option_and_exit_code():
+    from stream import errors
+
+    parser = build_parser()
+    for action in parser._actions:
+        assert action.help and len(action.help) > 8, action.option_strings or action.dest
+    text = parser.format_help()
+    codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    listed = text[text.index("exit codes:") :]
+    for code in codes:
+        assert f"\n  {code} " in listed, code
