@@ -16,7 +16,7 @@ import contextlib
 import importlib.util
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -268,6 +268,7 @@ def build_chain(options: Options, info: VideoInfo, crop: CropBox | None = None) 
     from stages.upscale import Resize
 
     names, stages = [], []
+    bars = _letterbox(options, info, crop)
     with _as_remaster_error(UsageError):
         if crop is not None:
             from stages.crop import CropStage
@@ -275,8 +276,18 @@ def build_chain(options: Options, info: VideoInfo, crop: CropBox | None = None) 
             names.append("crop")
             stages.append(CropStage(crop))
         for name in options.order():
-            if STAGES[name].wanted(options):
-                names.append(name)
+            if not STAGES[name].wanted(options):
+                continue
+            names.append(name)
+            if name == "outpaint" and bars is not None:
+                from stages.crop import PadStage
+
+                # the picture between the bars is widened to the whole output width
+                wide = replace(options, aspect=bars[0], size=None)
+                stages.append(STAGES[name].build(wide))
+                names.append("pad")
+                stages.append(PadStage(*bars[1:]))
+            else:
                 stages.append(STAGES[name].build(options))
     chain = StageChain(stages)
     try:
@@ -302,6 +313,20 @@ def build_chain(options: Options, info: VideoInfo, crop: CropBox | None = None) 
         chain.close()
         raise
     return chain
+
+
+def _letterbox(
+    options: Options, info: VideoInfo, crop: CropBox | None
+) -> tuple[Fraction, int, int] | None:
+    """For a picture with top or bottom bars that gets widened: the aspect the picture is
+    widened to (the output's width at the picture's height) and the rows of bar above and
+    below it, put back after the widening so the output keeps the input's height."""
+    if crop is None or crop.h == info.height or "outpaint" not in options.order():
+        return None
+    from stages.base import widened_width
+
+    width = widened_width(crop.w, info.height, options.target_aspect)
+    return Fraction(width, crop.h), crop.y, info.height - crop.y - crop.h
 
 
 @contextlib.contextmanager
