@@ -143,13 +143,15 @@ def test_encoder_error_is_reraised_and_decoder_stops_early():
 def test_stage_error_finishes_output_that_was_written():
     sink = ListSink()
     frames = ListSource(60)
-    # Scenes are windows of 20 here; the stage fails on the third.
+    # One scene in windows of 20 frames here; the stage fails on the third window.
     scenes = SceneBuffer(None, None, budget(20))
     scenes.lag = 0
+    stage = Passthrough(fail_on_window=2)
     with pytest.raises(ValueError, match="stage broke"):
-        Chain(frames, scenes, Passthrough(fail_on_window=2), sink).run()
-    assert sink.written == list(range(40))  # the two windows before the failure
-    assert sink.closed_with is True  # encoded and flushed ...
+        Chain(frames, scenes, stage, sink).run()
+    assert [len(w) for w in stage.windows] == [20, 20, 20]
+    assert sink.written == list(range(40))  # the two windows before it were written
+    assert sink.closed_with is True  # and the output finished properly ...
     assert sink.complete is False  # ... as an output cut short
     assert no_remaster_threads()
 
