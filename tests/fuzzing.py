@@ -15,6 +15,7 @@ costs milliseconds where a fresh interpreter costs seconds of imports.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -294,6 +295,26 @@ def pyav_frames(path: str, fmt: str | None = None, strict: bool = False) -> int 
 
 
 # -- the fork server --------------------------------------------------------------------
+# What a --fill blur run imports (the command imports most of it inside main, so that a
+# Ctrl-C during start-up is not a traceback): loaded once here, not in every child.
+PRELOAD = (
+    "stream.cli",
+    "stream.wiring",
+    "stream.chain",
+    "stream.decode",
+    "stream.encode",
+    "stream.options",
+    "stream.progress",
+    "stream.scenes",
+    "stages.blur",
+    "stages.crop",
+    "stages.motion",
+    "stages.upscale",
+    "scenedetect",
+    "rich",
+)
+
+
 def _child(job: dict) -> None:
     """In the forked child: run the command on the job's files and exit with its code."""
     code = 1
@@ -325,7 +346,8 @@ def _child(job: dict) -> None:
 
 def serve(jobs: list[dict], parallel: int = 2) -> list[dict]:
     """Run every job in a forked child, ``parallel`` at a time; exit codes and hangs."""
-    import stream.cli  # noqa: F401 - imported once, before the forks
+    for module in PRELOAD:  # imported once, before the forks
+        importlib.import_module(module)
 
     results: dict[int, dict] = {}
     running: dict[int, tuple[int, float]] = {}  # pid -> (job index, start)
