@@ -113,10 +113,12 @@ def decode_nut(data: bytes) -> list[np.ndarray]:
 
 
 def cli_command(cli: Sequence[str], width: int, height: int, fill: str) -> list[str]:
-    """The remaster command line reading NUT on stdin and writing FFV1/NUT on stdout."""
+    """The remaster command line reading NUT on stdin and writing FFV1/NUT on stdout
+    (bgr0: the picture comes back bit-exactly)."""
     return [
         *cli, "-", "-", "--input-format", "nut", "-f", "nut", "--codec", "ffv1",
-        "--crop", "none", "--size", f"{width}x{height}", "--fill", fill, "--quiet",
+        "--pix-fmt", "bgr0", "--crop", "none", "--size", f"{width}x{height}",
+        "--fill", fill, "--quiet",
     ]  # fmt: skip
 
 

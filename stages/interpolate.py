@@ -11,6 +11,8 @@ Cuts: a window with ``last=True`` ends its scene, so the scene's last frame is r
 fill its interval; nothing is ever interpolated between two scenes. The length of that
 interval is not known yet when the scene ends (the next frame has not arrived), so it is
 estimated from the scene's last frame gap (else the video's, else the nominal frame rate).
+Output timestamps always increase: when the estimate ran past the next scene's start (a
+variable frame rate), that scene's first frame comes right after the repeats.
 Inside a scene that arrives in several windows the last frame of each window is held back
 until the next window's first frame is there.
 """
@@ -263,15 +265,16 @@ class InterpolateStage(Stage):
         """Output (pts, t) pairs covering ``[pts, pts + gap)``; t is the fraction of the gap."""
         if self.factor is not None:
             n = self.factor
-            if self._next_slot is not None and pts * n < self._next_slot:
-                log.warning(
-                    "output pts %d follows %d: the last scene's frame was repeated past the "
-                    "start of the next (its interval was overestimated)",
-                    pts * n,
-                    self._next_slot - 1,
-                )
-            self._next_slot = pts * n + (n - 1) * gap + 1
-            return [(pts * n + k * gap, Fraction(k, n)) for k in range(n)]
+            slots = [(pts * n + k * gap, Fraction(k, n)) for k in range(n)]
+            start = self._next_slot
+            if start is not None and slots[0][0] < start:
+                # the last scene's frame was repeated past this one's start (its interval
+                # was overestimated) and is out already: this frame comes right after it,
+                # and in-betweens that would fall before it are dropped
+                log.debug("frame at output pts %d moved to %d", slots[0][0], start)
+                slots = [(start, Fraction(0)), *((p, t) for p, t in slots[1:] if p > start)]
+            self._next_slot = slots[-1][0] + 1
+            return slots
         info, fps = self._info, self.fps
         assert info is not None and fps is not None
         start, end = pts * info.time_base * fps, (pts + gap) * info.time_base * fps  # in slots

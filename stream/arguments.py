@@ -25,10 +25,20 @@ The output keeps the input's height and audio, subtitle and data streams (copied
 re-encoded), each frame's timestamp, and the colour tags. stdout carries only video;
 logs and the progress bar go to stderr.
 
+A picture is only ever widened: an input already as wide as the target (or wider) is
+passed through at its width, with a warning.
+
 exit codes:
-  0 done   1 internal error   2 bad options   3 bad input   4 output cannot be written
-  5 model or device missing   130 interrupted (output closed properly)
-  141 downstream closed the pipe
+  0    done
+  1    internal error (a bug: the traceback is printed; please report it)
+  2    bad options (also a value that cannot work, e.g. --memory 0, an odd --size, or
+       --upscale with a --process-order that leaves upscale out)
+  3    bad input (missing, not a video, no video stream, unknown format, an mp4 on stdin
+       whose index is at the end)
+  4    output cannot be written
+  5    a model, package or device the options need is missing (weights, CUDA)
+  130  interrupted with Ctrl-C (what was written is closed properly)
+  141  downstream closed the pipe
 """
 
 
@@ -143,7 +153,7 @@ def build_parser(batch: bool = False) -> argparse.ArgumentParser:
         type=_aspect,
         default=default.aspect,
         help="target aspect ratio W:H, e.g. 16:9 (default), 2.39:1, 854:480; "
-        "the height is kept and the width rounded to even",
+        "the height is kept and the width rounded to even (never narrower than the input)",
     )
     size.add_argument("--size", type=_size, help="exact output size WxH, both even, e.g. 854x480")
     geo.add_argument(
@@ -218,12 +228,6 @@ def build_parser(batch: bool = False) -> argparse.ArgumentParser:
     sd.add_argument("--guidance", type=float, default=default.guidance, help="guidance (7.5)")
     sd.add_argument("--scheduler", help="scheduler class name, e.g. DPMSolverMultistepScheduler")
     sd.add_argument("--seed", type=int, default=default.seed, help="random seed (default 0)")
-    sd.add_argument(
-        "--device",
-        default=default.device,
-        help="device of every model (diffusion, RIFE, Real-ESRGAN's Vulkan GPU of the same "
-        "index, Mask R-CNN): cuda, cuda:1, cpu, or auto (default: cuda when torch sees one)",
-    )
     sd.add_argument("--vram-gb", type=float, default=default.vram_gb, help="VRAM budget (8 GB)")
     sd.add_argument(
         "--allow-download",
@@ -234,6 +238,13 @@ def build_parser(batch: bool = False) -> argparse.ArgumentParser:
         "--allow-cpu",
         action="store_true",
         help="run diffusion on the CPU when no CUDA device is there (very slow)",
+    )
+    dev = p.add_argument_group("models and devices")
+    dev.add_argument(
+        "--device",
+        default=default.device,
+        help="device of every model (diffusion, RIFE, Real-ESRGAN's Vulkan GPU of the same "
+        "index, Mask R-CNN): cuda, cuda:1, cpu, or auto (default: cuda when torch sees one)",
     )
     rs = p.add_argument_group("restoration stages")
     rs.add_argument(

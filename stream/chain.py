@@ -9,8 +9,13 @@
 
 Every queue is bounded, so a slow stage holds the decoder back instead of filling
 memory. ``EOF`` ends each queue. An exception in any thread stops the whole chain and
-is re-raised on the calling thread; both worker threads are always joined. On Ctrl-C
-the output is finished properly, so what was written plays.
+is re-raised on the calling thread; both worker threads are always joined, and the
+encoder always finishes what it was given, so what was written plays.
+
+Ctrl-C (SIGINT, when the chain runs on the main thread) ends the input where it is, as
+ffmpeg does: the frames already decoded go through the stage, everything is encoded and
+flushed, and then :class:`KeyboardInterrupt` is raised. A second Ctrl-C stops the
+stage at once; what was already processed is still encoded.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +41,8 @@ FRAME_QUEUE_DEPTH = 8
 OUTPUT_QUEUE_DEPTH = 16
 # How often (seconds) a blocked queue operation looks whether the chain was stopped.
 POLL_SECONDS = 0.1
+# How long a chain stopped early waits for a decoder blocked on its input (seconds).
+DECODER_GRACE_SECONDS = 2.0
 
 EOF = object()  # the end-of-stream sentinel on every queue
 
@@ -49,7 +57,7 @@ class FrameSource(Protocol):
 
 class FrameSink(Protocol):
     def write(self, image: np.ndarray, pts: int) -> None: ...
-    def close(self, flush: bool = True) -> None: ...
+    def close(self, flush: bool = True, complete: bool = True) -> None: ...
 
 
 class WindowSource(Protocol):
@@ -107,6 +115,8 @@ class Chain:
         self.stop_reading = threading.Event()  # the decoder stops; the rest finishes
         self.abort = threading.Event()  # everything stops at once
         self.stats = ChainStats()
+        self.interrupted = False  # Ctrl-C was pressed: the input ends where it is
+        self._processing = False
 
     # -- queue helpers that never block forever -------------------------------------
     def _put(self, q: queue.Queue, item: object, peers: Iterable[_Worker] = ()) -> None:
@@ -136,44 +146,73 @@ class Chain:
         self._put(self.frames_q, EOF)
 
     def _encode(self) -> None:
-        flush = False
+        flush = True
         try:
             while True:
                 item = self._get(self.output_q)
                 if item is EOF:
-                    flush = True
                     return
-                self.sink.write(item.image, item.pts)
+                try:
+                    self.sink.write(item.image, item.pts)
+                except BaseException:
+                    flush = False  # the output failed: write nothing more
+                    raise
                 self.stats.frames_out += 1
         finally:
-            # Close even when stopped, so what was written so far is a playable file.
-            self.sink.close(flush=flush)
+            # Close even when stopped, so what was written so far is a playable file;
+            # an output cut short ends its audio where its video ends.
+            self.sink.close(flush=flush, complete=not self.stop_reading.is_set())
 
     # -- the main thread --------------------------------------------------------------
     def run(self) -> ChainStats:
         """Run to the end; re-raise the first error of any part of the chain."""
         decoder = _Worker("remaster-decode", self._decode)
         encoder = _Worker("remaster-encode", self._encode)
-        decoder.start()
-        encoder.start()
         error: BaseException | None = None
-        try:
-            self._process(decoder, encoder)
-            self._put(self.output_q, EOF, (encoder,))
-        except ChainStopped:
-            pass
-        except BaseException as err:  # a stage error or Ctrl-C: finish what was written
-            error = err
-            self.stop_reading.set()
-            _drain(self.frames_q)
-            with contextlib.suppress(ChainStopped):
-                self._put(self.output_q, EOF, (encoder,))
-        finally:
-            self._join(decoder, encoder)
+        with self._ctrl_c():
+            decoder.start()
+            encoder.start()
+            log.debug("chain running (Ctrl-C now ends the input)")
+            try:
+                self._processing = True
+                self._process(decoder, encoder)
+            except ChainStopped:  # the decoder or the encoder failed: raised below
+                self.stop_reading.set()
+            except BaseException as err:  # a stage error or a second Ctrl-C
+                error = err
+                self.stop_reading.set()
+                _drain(self.frames_q)
+            finally:
+                self._processing = False
+                # The encoder finishes what it was given, whatever happened.
+                with contextlib.suppress(ChainStopped):
+                    self._put(self.output_q, EOF, (encoder,))
+                self._join(decoder, encoder)
         for err in (error, encoder.error, decoder.error):
             if err is not None:
                 raise err
+        if self.interrupted:
+            raise KeyboardInterrupt
         return self.stats
+
+    @contextlib.contextmanager
+    def _ctrl_c(self) -> Iterator[None]:
+        """While running on the main thread, Ctrl-C ends the input instead of raising."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        if not self.interrupted:
+            self.interrupted = True
+            self.stop_reading.set()
+        elif self._processing:
+            raise KeyboardInterrupt  # second Ctrl-C: stop the stage now
 
     def _process(self, decoder: _Worker, encoder: _Worker) -> None:
         def emit(frames: Iterable[Frame]) -> None:
@@ -189,8 +228,14 @@ class Chain:
                     self.stats.scenes += 1
                 emit(self.stage.process(window))
 
+        told = False
         while True:
-            item = self._get(self.frames_q, (decoder, encoder))
+            item = self._next_frame((decoder, encoder))
+            if self.interrupted and not told:
+                told = True
+                log.warning(
+                    "interrupted: finishing the frames already read (Ctrl-C again to stop now)"
+                )
             if item is EOF:
                 break
             self.stats.frames_in += 1
@@ -200,16 +245,31 @@ class Chain:
         emit(self.stage.finish())
         self.on_progress(self.stats)
 
+    def _next_frame(self, peers: Iterable[_Worker]) -> object:
+        """The next decoded frame; EOF at the end or, once reading stopped, when none is
+        waiting (the decoder may be blocked on a pipe that has not ended)."""
+        while True:
+            try:
+                return self.frames_q.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if self.stop_reading.is_set():
+                    return EOF
+                if self.abort.is_set() or any(w.error is not None for w in peers):
+                    raise ChainStopped from None
+
     def _join(self, decoder: _Worker, encoder: _Worker) -> None:
         """Join both threads whatever happened. The encoder finishes what it was given."""
         while encoder.is_alive():
             encoder.join(POLL_SECONDS)
-            if decoder.error is not None:
-                self.abort.set()
+        stopped_early = self.stop_reading.is_set()
         self.stop_reading.set()
         self.abort.set()
         _drain(self.frames_q)
-        decoder.join()
+        # Stopped early, the decoder may wait on a pipe whose writer is not ending (a
+        # FIFO): the output is finished, so do not wait for the input too.
+        decoder.join(DECODER_GRACE_SECONDS if stopped_early else None)
+        if decoder.is_alive():
+            log.debug("the input has not ended; not waiting for it")
 
 
 def _drain(q: queue.Queue) -> None:

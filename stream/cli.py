@@ -12,7 +12,6 @@ import itertools
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stream import errors
@@ -29,8 +28,10 @@ def _configure_logging(quiet: bool = False, verbose: int = 0) -> None:
     """Log lines to stderr as ``remaster: LEVEL: message``.
 
     --quiet: errors only; default: warnings; -v and more: everything."""
+    from stream.progress import LogHandler  # prints above the progress bar while it is live
+
     level = logging.ERROR if quiet else logging.WARNING if verbose == 0 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LogHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("remaster: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -44,12 +45,12 @@ def run(
     on_progress: Callable[[ChainStats], None] | None = None,
     hole_fill: HoleFill | None = None,
 ) -> int:
-    """Run the whole job for parsed ``args``; returns the exit code. ``on_progress`` also
-    gets the chain's counts; ``hole_fill`` replaces the options' (see stream.wiring)."""
+    """Run the whole job for parsed ``args``; returns the exit code. ``on_progress`` gets
+    the chain's counts; ``hole_fill`` replaces the options' (see stream.wiring)."""
     from stream import wiring
     from stream.chain import Chain
     from stream.decode import Decoder, open_input
-    from stream.encode import Sink
+    from stream.encode import Sink, same_file
     from stream.options import Options
     from stream.progress import ProgressBar
     from stream.segments import segmented_chain
@@ -59,12 +60,7 @@ def run(
         from stream.split import run_split
 
         return run_split(args, options)
-    if (
-        "-" not in (args.input, args.output)
-        and Path(args.input).exists()
-        and Path(args.output).exists()
-        and Path(args.input).samefile(args.output)
-    ):
+    if "-" not in (args.input, args.output) and same_file(args.input, args.output):
         raise errors.UsageError(f"output would overwrite the input {args.input!r}")
     source = open_input(args.input, args.input_format)
     try:
@@ -99,9 +95,10 @@ def run(
                 sink.queue_packet(packet)
             decoder.on_packet = sink.queue_packet
             scenes = wiring.scene_buffer(options, info, chain)
-            job = Chain(_Frames(itertools.chain(probe, frames)), scenes, chain, sink)
+            counted = _Frames(itertools.chain(probe, frames))
+            job = Chain(counted, scenes, chain, sink, on_progress)
             with ProgressBar(source.frame_count, enabled=not args.quiet) as bar:
-                job.on_progress = bar.update if on_progress is None else on_progress
+                bar.follow(lambda: counted.decoded, job.stats)
                 try:
                     stats = job.run()
                 except KeyboardInterrupt:
@@ -117,13 +114,17 @@ def run(
 
 
 class _Frames:
-    """Adapts an iterator of decoded frames to the chain's ``frames()`` source."""
+    """Adapts an iterator of decoded frames to the chain's ``frames()`` source, counting
+    them as the decoder thread takes them (for the progress bar)."""
 
     def __init__(self, it):
         self._it = it
+        self.decoded = 0
 
     def frames(self):
-        return self._it
+        for frame in self._it:
+            self.decoded += 1
+            yield frame
 
 
 # glibc mallopt parameters: frames are allocated in the decoder thread and freed in

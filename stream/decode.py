@@ -1,18 +1,17 @@
 """Open the input (path or stdin), describe it, and decode it in a producer thread.
 
-Video packets are decoded into RGB frames; every other stream's packets (audio,
-subtitles, data) are passed on untouched, for the encoder to copy. Corrupt packets are
-skipped with a warning and a truncated stream ends the video where it ends, so a
-damaged file still produces a complete, playable output.
+Video packets are decoded into RGB frames, turned upright as the display matrix says
+(as ffmpeg does by default); every other stream's packets (audio, subtitles, data) are
+passed on untouched, for the encoder to copy. Corrupt packets are skipped with a warning
+and a truncated stream ends the video where it ends, so a damaged file still produces a
+complete, playable output.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import re
-import struct
-import sys
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,32 +22,41 @@ import av
 import av.error
 import numpy as np
 
-from stages.base import VideoInfo
+from stages.base import Frame, VideoInfo
 from stream.errors import InputError, InputNotFoundError
+from stream.sidedata import UPRIGHT, HdrMetadata, Orientation, hdr_of, orientation_of
+from stream.stdin import stdin_target
 
 log = logging.getLogger(__name__)
 
-# Bytes of stdin looked at before opening, to reject an mp4 whose index is at the end.
-MP4_PEEK_BYTES = 1 << 16
-# An input FFmpeg opens by protocol: a URL scheme (two letters at least, so that a Windows
-# drive letter is no scheme) with //, or FFmpeg's file: protocol.
-URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+://|file:)")
+# Side-stream packets held while looking for the first video frame: far more than any
+# real file interleaves before its first picture, small against the memory budget.
+FIRST_FRAME_SIDE_BYTES = 64 << 20
+
+# Errors a damaged stream raises while demuxing or decoding.
+DAMAGE = (av.error.InvalidDataError, av.error.UndefinedError, ValueError, OSError)
 
 
 @dataclass(frozen=True)
 class ColourTags:
     """Colour description of the input video, carried over to the output."""
 
-    pix_fmt: str | None = None  # kept when the output encoder supports it
+    pix_fmt: str | None = None  # the input's, for information: the output's is yuv420p
     colorspace: int = 0
     color_range: int = 0
     color_primaries: int = 0
     color_trc: int = 0
+    hdr: HdrMetadata | None = None
 
 
 @dataclass
 class Source:
-    """An opened input: its container, video stream and description."""
+    """An opened input: its container, video stream and description.
+
+    ``early_frames`` and ``early_packets`` are what was read to find the first picture
+    (and with it the orientation and HDR metadata); the :class:`Decoder` hands them on
+    first.
+    """
 
     container: av.container.InputContainer
     video: av.video.stream.VideoStream
@@ -57,118 +65,80 @@ class Source:
     duration_s: float | None
     frame_count: int | None
     others: list[av.stream.Stream] = field(default_factory=list)
+    orientation: Orientation = UPRIGHT
+    packets: Iterator[av.Packet] | None = None
+    early_frames: list[av.VideoFrame] = field(default_factory=list)
+    early_packets: list[av.Packet] = field(default_factory=list)
+    skipped_packets: int = 0
+    pipe_fd: int | None = None  # the read end FFmpeg reads stdin from, closed after it
 
     def close(self) -> None:
         self.container.close()
+        if self.pipe_fd is not None:
+            os.close(self.pipe_fd)
+            self.pipe_fd = None
 
 
-@dataclass
-class DecodedFrame:
-    """A decoded picture (RGB) and its pts in the video stream's time base."""
-
-    image: np.ndarray
-    pts: int
-
-
-class _ReplayReader(io.RawIOBase):
-    """Reads ``head`` first, then the rest of ``stream``: lets us peek at a pipe."""
-
-    def __init__(self, head: bytes, stream: BinaryIO):
-        self._head = memoryview(head)
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def mp4_index_at_end(head: bytes) -> bool:
-    """True when the top-level boxes show media data before the index (``moov``).
-
-    Such a file needs seeking, which a pipe cannot do. Fragmented mp4 (``moof``) and
-    files with ``moov`` first are fine.
-    """
-    pos = 0
-    while pos + 8 <= len(head):
-        size, kind = struct.unpack(">I4s", head[pos : pos + 8])
-        if kind in (b"moov", b"moof"):
-            return False
-        if kind == b"mdat":
-            return True
-        if size == 1 and pos + 16 <= len(head):
-            size = struct.unpack(">Q", head[pos + 8 : pos + 16])[0]
-        if size < 8:
-            return False
-        pos += size
-    return False
-
-
-def _read_head(stream: BinaryIO, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        data = stream.read(n - got)
-        if not data:
-            break
-        chunks.append(data)
-        got += len(data)
-    return b"".join(chunks)
-
-
-def is_url(path: str) -> bool:
-    """True for ``scheme://...`` or ``file:...``, which FFmpeg opens rather than the OS."""
-    return bool(URL.match(path))
+def _check_path(path: str) -> None:
+    try:
+        exists, is_dir = Path(path).exists(), Path(path).is_dir()
+    except OSError as err:  # e.g. a name longer than the file system allows
+        raise InputError(f"cannot open input {path!r}: {err.strerror or err}") from err
+    if not exists:
+        raise InputNotFoundError(f"input not found: {path}")
+    if is_dir:
+        raise InputError(f"input is a directory, not a video file: {path}")
 
 
 def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None) -> Source:
-    """Open ``path`` (or ``-`` for stdin) and describe its first video stream."""
+    """Open ``path`` (or ``-`` for stdin), decode its first picture, and describe it."""
     target: str | io.RawIOBase
+    pipe_fd = None
     if path == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        head = _read_head(stream, MP4_PEEK_BYTES)
-        if not head:
-            raise InputError("no input on stdin: nothing was piped in")
-        if head[4:8] == b"ftyp" and mp4_index_at_end(head):
-            raise InputError(
-                "the mp4 on stdin has its index at the end, which cannot be read from a pipe; "
-                "pipe a streamable format instead (e.g. `ffmpeg -i in.mp4 -c copy -f nut -` or "
-                "`-f matroska -`), remux with `-movflags +faststart`, or pass the file path"
-            )
-        target = _ReplayReader(head, stream)
-    elif is_url(path):
-        target = path  # FFmpeg's protocols (http, ftp, file:, ...) open it
+        target, pipe_fd = stdin_target(stdin)
     else:
-        if not Path(path).exists():
-            raise InputNotFoundError(f"input not found: {path}")
-        if Path(path).is_dir():
-            raise InputError(f"input is a directory, not a video file: {path}")
+        _check_path(path)
         target = path
     try:
-        container = av.open(target, "r", format=fmt)
+        source = _open(path, target, fmt)
+    except BaseException:
+        if pipe_fd is not None:
+            os.close(pipe_fd)
+        raise
+    source.pipe_fd = pipe_fd
+    return source
+
+
+def _open(path: str, target: str | io.RawIOBase, fmt: str | None) -> Source:
+    try:
+        # Damaged or foreign metadata must not stop the video: undecodable bytes replaced.
+        container = av.open(target, "r", format=fmt, metadata_errors="replace")
     except av.error.FileNotFoundError as err:
         raise InputNotFoundError(f"input not found: {path}") from err
     except ValueError as err:  # av's InvalidDataError, unknown format, ...
         what = f"format {fmt!r} " if fmt else ""
         raise InputError(f"cannot read {path!r} as a {what}video: {err}") from err
-    except OSError as err:
+    except (OSError, av.error.FFmpegError) as err:
         raise InputError(f"cannot open {path!r}: {err}") from err
-    if not container.streams.video:
+    try:
+        return _describe(path, container)
+    except BaseException:
         container.close()
+        raise
+
+
+def _describe(path: str, container: av.container.InputContainer) -> Source:
+    if not container.streams.video:
         raise InputError(f"{path!r} has no video stream")
     video = container.streams.video[0]
     ctx = video.codec_context
-    ctx.thread_type = "AUTO"
+    # Slice threads only: with frame threads a corrupt packet's error comes back on a
+    # later packet, and PyAV (which cannot receive without sending) drops that packet's
+    # frames too, so damaged input would lose good frames that ffmpeg keeps.
+    ctx.thread_type = "SLICE"
     if not ctx.width or not ctx.height:
-        container.close()
         raise InputError(f"{path!r}: the video stream has no picture size")
+    others = [s for s in container.streams if s.index != video.index]
     rate = video.average_rate or video.guessed_rate
     info = VideoInfo(
         width=ctx.width,
@@ -176,36 +146,99 @@ def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None)
         time_base=video.time_base or Fraction(1, 25),
         frame_rate=Fraction(rate) if rate else None,
     )
-    colour = ColourTags(
-        ctx.pix_fmt,
-        int(ctx.colorspace or 0),
-        int(ctx.color_range or 0),
-        int(ctx.color_primaries or 0),
-        int(ctx.color_trc or 0),
+    source = Source(container, video, info, ColourTags(), None, None, others)
+    source.packets = container.demux()
+    first = _first_frame(path, source)
+    source.orientation = orientation_of(first)
+    width, height = first.width, first.height
+    if source.orientation.swaps_axes:
+        width, height = height, width
+    source.info = info.with_size(width, height)
+    source.colour = ColourTags(
+        ctx.pix_fmt or first.format.name,
+        int(first.colorspace or ctx.colorspace or 0),
+        int(first.color_range or ctx.color_range or 0),
+        int(first.color_primaries or ctx.color_primaries or 0),
+        int(first.color_trc or ctx.color_trc or 0),
+        hdr_of(first),
     )
+    if source.orientation != UPRIGHT:
+        log.info("input is displayed turned (%s): decoded upright", source.orientation)
     duration = None
     if video.duration and video.time_base:
         duration = float(video.duration * video.time_base)
     elif container.duration:
         duration = container.duration / av.time_base
+    source.duration_s = duration
     frames = video.frames or (round(duration * rate) if duration and rate else None)
-    others = [s for s in container.streams if s.index != video.index]
-    return Source(container, video, info, colour, duration, frames or None, others)
+    source.frame_count = frames or None
+    return source
+
+
+def _first_frame(path: str, source: Source) -> av.VideoFrame:
+    """Read until the first picture decodes; keep what was read for the Decoder."""
+    held = 0
+    for packet in _packets(source):
+        if packet.stream.index != source.video.index:
+            source.early_packets.append(packet)
+            held += packet.size
+            if held > FIRST_FRAME_SIDE_BYTES:
+                raise InputError(
+                    f"{path!r}: no video frame in the first {FIRST_FRAME_SIDE_BYTES >> 20} MiB "
+                    "of the other streams"
+                )
+            continue
+        source.early_frames.extend(_decode(source, packet))
+        if source.early_frames:
+            return source.early_frames[0]
+    source.early_frames.extend(_decode(source, None))
+    if source.early_frames:
+        return source.early_frames[0]
+    raise InputError(f"{path!r}: no video frame could be decoded")
+
+
+def _packets(source: Source) -> Iterator[av.Packet]:
+    """The input's packets in file order until its end or the point where it is broken."""
+    assert source.packets is not None
+    while True:
+        try:
+            yield next(source.packets)
+        except (StopIteration, av.error.EOFError):
+            return
+        except DAMAGE as err:
+            log.warning("input ends early (truncated or unreadable): %s", err)
+            return
+
+
+def _decode(source: Source, packet: av.Packet | None) -> list[av.VideoFrame]:
+    """Decode one video packet (None: flush); a corrupt one is counted and skipped."""
+    try:
+        return list(source.video.decode(packet))
+    except av.error.EOFError:
+        return []
+    except DAMAGE as err:
+        source.skipped_packets += 1
+        log.debug("corrupt packet skipped: %s", err)
+        return []
 
 
 class Decoder:
     """Demuxes ``source`` and decodes its video, for the producer thread.
 
-    :meth:`frames` yields :class:`DecodedFrame` objects; packets of the other streams go
-    to ``on_packet`` as they are read, in file order.
+    :meth:`frames` yields upright RGB :class:`~stages.base.Frame` objects with strictly
+    increasing pts; packets of the other streams go to ``on_packet`` as they are read,
+    in file order.
     """
 
     def __init__(self, source: Source, on_packet: Callable[[av.Packet], None]):
         self.source = source
         self.on_packet = on_packet
-        self.skipped_packets = 0
         self._last_pts: int | None = None
         self._step = self._frame_step()
+
+    @property
+    def skipped_packets(self) -> int:
+        return self.source.skipped_packets
 
     def _frame_step(self) -> int:
         info = self.source.info
@@ -213,42 +246,34 @@ class Decoder:
             return max(1, round(1 / (info.frame_rate * info.time_base)))
         return 1
 
-    def frames(self) -> Iterator[DecodedFrame]:
-        video = self.source.video
-        other = {s.index for s in self.source.others}
-        packets = self.source.container.demux()
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except av.error.EOFError:
-                break
-            except (av.error.InvalidDataError, OSError) as err:
-                log.warning("input ends early (truncated or unreadable): %s", err)
-                break
-            if packet.stream.index in other:
-                if packet.size:
-                    self.on_packet(packet)
-                continue
-            if packet.stream.index != video.index:
-                continue
-            yield from self._decode(packet)
-        yield from self._decode(None)
-        if self.skipped_packets:
-            log.warning("skipped %d corrupt video packet(s)", self.skipped_packets)
+    def frames(self) -> Iterator[Frame]:
+        source = self.source
+        video = source.video.index
+        other = {s.index for s in source.others}
+        early, source.early_frames = source.early_frames, []
+        for packet in source.early_packets:
+            self._hand_on(packet, other)
+        source.early_packets = []
+        for frame in early:
+            yield self._frame(frame)
+        del early
+        for packet in _packets(source):
+            if packet.stream.index == video:
+                for frame in _decode(source, packet):
+                    yield self._frame(frame)
+            else:
+                self._hand_on(packet, other)
+        for frame in _decode(source, None):
+            yield self._frame(frame)
+        if source.skipped_packets:
+            log.warning("skipped %d corrupt video packet(s)", source.skipped_packets)
 
-    def _decode(self, packet: av.Packet | None) -> Iterator[DecodedFrame]:
-        try:
-            decoded = self.source.video.decode(packet)
-        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError) as err:
-            self.skipped_packets += 1
-            log.debug("corrupt packet skipped: %s", err)
-            return
-        except av.error.EOFError:
-            return
-        for frame in decoded:
-            yield DecodedFrame(self._to_rgb(frame), self._pts(frame))
+    def _hand_on(self, packet: av.Packet, other: set[int]) -> None:
+        if packet.stream.index in other and packet.size:
+            self.on_packet(packet)
+
+    def _frame(self, frame: av.VideoFrame) -> Frame:
+        return Frame(self._to_rgb(frame), self._pts(frame))
 
     def _pts(self, frame: av.VideoFrame) -> int:
         pts = frame.pts
@@ -262,13 +287,17 @@ class Decoder:
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         colour = self.source.colour
+        info = self.source.info
+        turned = self.source.orientation
+        width, height = info.width, info.height
+        if turned.swaps_axes:
+            width, height = height, width
+        if frame.width != width or frame.height != height:
+            # Mid-stream size change: keep one geometry for the whole output.
+            frame = frame.reformat(width, height)
         image = frame.to_ndarray(
             format="rgb24",
             src_colorspace=colour.colorspace or None,
             src_color_range=colour.color_range or None,
         )
-        info = self.source.info
-        if image.shape[0] != info.height or image.shape[1] != info.width:
-            # Mid-stream size change: keep one geometry for the whole output.
-            image = frame.reformat(info.width, info.height, "rgb24").to_ndarray()
-        return image
+        return turned.apply(image) if turned != UPRIGHT else image

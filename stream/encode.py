@@ -1,17 +1,22 @@
-"""Open the output (path or stdout), encode frames, and copy the other streams' packets.
+"""Open the output (path or stdout), encode frames, and interleave the other streams.
 
-Audio, subtitle and data packets are copied without re-encoding (audio the output
-format cannot hold is re-encoded to its default codec) and interleaved by time with the
-video, so audio stays in sync however long a scene is buffered. Video
-keeps the input's time base and every frame's pts (variable frame rate works).
+The whole output is set up before any work: the video encoder opened (a refused option is
+a usage error) and the path checked (one that cannot be written is an output error); the
+file itself is created with the first packet, so a run that fails before leaves none.
+Video keeps the input's time base and every frame's pts (variable frame rate works).
+Audio, subtitle and data packets go through :mod:`stream.side_streams`, interleaved by
+time with the video. An output that ends early (Ctrl-C, an error) holds every frame
+encoded so far, its side streams end with its video, and a file that got no frame at all
+is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import stat
 import sys
-from collections import deque
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +27,11 @@ import numpy as np
 
 from stages.base import VideoInfo
 from stream.decode import ColourTags
-from stream.errors import DownstreamClosedError, OutputError
+from stream.errors import DownstreamClosedError, OutputError, UsageError
+from stream.side_streams import SideStreams
+from stream.video_encoder import EncoderSettings, add_video_stream
+
+__all__ = ["EncoderSettings", "Sink", "rgb_frame", "same_file"]
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +46,6 @@ DEFAULT_CODECS = {
     "rawvideo": "rawvideo",
 }
 DEFAULT_CODEC = "libx264"
-
-# Audio codecs a format takes where FFmpeg's own list is incomplete.
-EXTRA_AUDIO_CODECS = {
-    "mpegts": {"aac", "aac_latm", "mp2", "mp3", "ac3", "eac3", "opus", "dts", "truehd", "s302m"},
-}
-
-# Layout by channel count, for audio whose layout has no channel order.
-STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
 # Fragmented mp4 is the only mp4 that can be written to a pipe.
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
@@ -69,30 +70,32 @@ EXTENSION_FORMATS = {
 }
 
 
-@dataclass
-class EncoderSettings:
-    """What the user chose for the video encoder."""
-
-    codec: str | None = None
-    crf: int | None = None
-    preset: str | None = None
-    pix_fmt: str | None = None
-    options: dict[str, str] = field(default_factory=dict)
+class PacketError(OutputError):
+    """The muxer refused one packet (the output itself may still be fine)."""
 
 
 class _PipeWriter:
-    """stdout as a file object whose writes turn a closed reader into our own error."""
+    """stdout as a file object whose write errors become our own errors.
+
+    Writes go to the unbuffered file underneath when there is one (FFmpeg buffers
+    already), so nothing is left in Python's buffer to fail again at exit."""
 
     def __init__(self, stream: BinaryIO):
-        self._stream = stream
+        stream.flush()
+        self._stream = getattr(stream, "raw", stream)
 
     def write(self, data) -> int:
+        view = memoryview(data)
         try:
-            self._stream.write(data)
+            while view:
+                n = self._stream.write(view)
+                view = view[n if n is not None else 0 :]
         except (BrokenPipeError, ConnectionResetError) as err:
             raise DownstreamClosedError("the reader of the output closed the pipe") from err
         except ValueError as err:  # write to closed file
             raise DownstreamClosedError("the output was closed") from err
+        except OSError as err:
+            raise OutputError(f"cannot write the output to stdout: {err.strerror}") from err
         return len(data)
 
     def flush(self) -> None:
@@ -100,13 +103,15 @@ class _PipeWriter:
             self._stream.flush()
         except (BrokenPipeError, ConnectionResetError, ValueError) as err:
             raise DownstreamClosedError("the reader of the output closed the pipe") from err
+        except OSError as err:
+            raise OutputError(f"cannot write the output to stdout: {err.strerror}") from err
 
 
-def _closed_downstream(err: BaseException) -> DownstreamClosedError | None:
-    """The DownstreamClosedError behind an FFmpeg error raised from our write callback."""
+def _own_error(err: BaseException) -> OutputError | None:
+    """Our error (a closed pipe, a full disk) behind an FFmpeg error from the write callback."""
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, DownstreamClosedError):
+        if isinstance(seen, OutputError | DownstreamClosedError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
@@ -118,6 +123,14 @@ def _guess_format(path: str, fmt: str | None) -> str | None:
     if path == "-":
         return DEFAULT_PIPE_FORMAT
     return None  # from the extension
+
+
+def same_file(a: str, b: str) -> bool:
+    """True when paths ``a`` and ``b`` name one existing file (never raises)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def rgb_frame(image: np.ndarray) -> av.VideoFrame:
@@ -132,6 +145,46 @@ def rgb_frame(image: np.ndarray) -> av.VideoFrame:
     rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
     rows[:, : w * 3] = image.reshape(h, w * 3)
     return frame
+
+
+def _open_target(path: str, stdout: BinaryIO | None) -> str | _PipeWriter:
+    if path == "-":
+        stream = stdout if stdout is not None else sys.stdout.buffer
+        if stream.isatty():
+            raise UsageError(
+                "refusing to write video to the terminal: redirect it (`> out.mkv`), pipe it "
+                "(`| ffplay -`), or give an output path instead of -"
+            )
+        return _PipeWriter(stream)
+    try:
+        parent = Path(path).resolve().parent
+        folder = parent.is_dir()
+    except OSError as err:  # e.g. a name longer than the file system allows
+        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from err
+    if not folder:
+        raise OutputError(f"output folder does not exist: {parent}")
+    _check_writable(path)
+    return path
+
+
+def _check_writable(path: str) -> None:
+    """Fail now if ``path`` cannot be created or written, without changing anything: the
+    file itself is created when the first packet is written, so a run that fails before
+    leaves no file behind."""
+    try:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            return  # opening it would wait for a reader
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from err
+    existed = os.path.lexists(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o666))
+        if not existed:
+            os.unlink(path)
+    except OSError as err:
+        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from err
 
 
 class Sink:
@@ -150,20 +203,20 @@ class Sink:
     ):
         self.path = path
         self.settings = settings or EncoderSettings()
+        self.info = info
+        self.colour = colour
+        self.frames_written = 0
+        self._packets_written = 0
+        self._started = False
+        self._video_end = 0.0  # seconds: where the last written frame ends
+        self._closed = False
         fmt = _guess_format(path, fmt)
         name = fmt or EXTENSION_FORMATS.get(Path(path).suffix.lower())
         fragmented = path == "-" and name in MP4_FAMILY
-        self._no_b_frames = fragmented or name in NO_NEGATIVE_TS
         options = dict(FRAGMENTED_MP4) if fragmented else {}
         if name in KEEPS_NEGATIVE_TS:
             options.update(KEEP_TIMESTAMPS)
-        if path == "-":
-            target = _PipeWriter(stdout if stdout is not None else sys.stdout.buffer)
-        else:
-            parent = Path(path).resolve().parent
-            if not parent.is_dir():
-                raise OutputError(f"output folder does not exist: {parent}")
-            target = path
+        target = _open_target(path, stdout)
         try:
             self.container = av.open(target, "w", format=fmt, container_options=options)
         except ValueError as err:
@@ -173,10 +226,23 @@ class Sink:
             ) from err
         except OSError as err:
             raise OutputError(f"cannot write {path!r}: {err}") from err
+        try:
+            self._set_up(info, colour, others, metadata, fragmented or name in NO_NEGATIVE_TS)
+        except BaseException:
+            self._discard()
+            raise
+
+    # -- set-up ---------------------------------------------------------------------
+    def _set_up(
+        self,
+        info: VideoInfo,
+        colour: ColourTags,
+        others: list[av.stream.Stream],
+        metadata: dict[str, str] | None,
+        no_b_frames: bool,
+    ) -> None:
         if metadata:
             self.container.metadata.update(metadata)
-        self.info = info
-        self.colour = colour
         self.width = info.width + info.width % 2
         self.height = info.height + info.height % 2
         if (self.width, self.height) != (info.width, info.height):
@@ -188,167 +254,40 @@ class Sink:
                 self.height,
             )
         self._format = self.container.format.name.split(",")[0]  # e.g. "matroska"
-        self.video = self._add_video()
-        self._streams: dict[int, av.stream.Stream] = {}
-        self._transcoders: dict[int, av.AudioResampler] = {}
-        for stream in others:
-            self._add_copy(stream)
-        self._pending: deque[av.Packet] = deque()
-        self.frames_written = 0
-        self._closed = False
-
-    # -- set-up ---------------------------------------------------------------------
-    def _add_video(self) -> av.video.stream.VideoStream:
         codec = self.settings.codec or DEFAULT_CODECS.get(self._format, DEFAULT_CODEC)
-        rate = self.info.frame_rate or Fraction(25)
-        try:
-            stream = self.container.add_stream(codec, rate=rate)
-        except (ValueError, av.error.FFmpegError) as err:
-            raise OutputError(f"unknown video codec {codec!r}: {err}") from err
-        stream.width, stream.height = self.width, self.height
-        stream.time_base = self.info.time_base
-        ctx = stream.codec_context
-        ctx.time_base = self.info.time_base
-        ctx.framerate = rate
-        ctx.thread_type = "AUTO"
-        stream.pix_fmt = self._pix_fmt(ctx, codec)
-        options = {"bf": "0"} if self._no_b_frames else {}
-        options.update(self.settings.options)
-        if self.settings.crf is not None:
-            options["crf"] = str(self.settings.crf)
-        if self.settings.preset:
-            options["preset"] = self.settings.preset
-        stream.options = options
-        colour = self.colour
-        for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
-            value = getattr(colour, name)
-            if value:
-                try:
-                    setattr(ctx, name, value)
-                except (ValueError, AttributeError):
-                    log.debug("could not tag %s=%s", name, value)
-        return stream
-
-    def _pix_fmt(self, ctx, codec: str) -> str:
-        """The user's choice, else the input's format if the encoder takes it, else 4:2:0."""
-        if self.settings.pix_fmt:
-            return self.settings.pix_fmt
-        formats = [f.name for f in (ctx.codec.video_formats or [])]
-        source = self.colour.pix_fmt
-        if source and (not formats or source in formats) and codec != "rawvideo":
-            return source
-        if not formats or "yuv420p" in formats:
-            return "yuv420p"
-        log.info("%s does not take yuv420p; writing %s", codec, formats[0])
-        return formats[0]
-
-    def _add_copy(self, stream: av.stream.Stream) -> None:
-        name = stream.codec_context.name if stream.codec_context else None
-        supported = self.container.supported_codecs | EXTRA_AUDIO_CODECS.get(self._format, set())
-        if name and supported and name not in supported:
-            if stream.type == "audio" and self.container.default_audio_codec != "none":
-                self._add_transcode(stream)
-                return
-            log.warning(
-                "%s stream %d (%s) cannot be stored in %s; it is left out",
-                stream.type,
-                stream.index,
-                name,
-                self.container.format.name,
-            )
-            return
-        try:
-            out = self.container.add_stream_from_template(stream)
-        except (ValueError, av.error.FFmpegError) as err:
-            log.warning("%s stream %d (%s) left out: %s", stream.type, stream.index, name, err)
-            return
-        out.time_base = stream.time_base
-        self._streams[stream.index] = out
-
-    def _add_transcode(self, stream: av.stream.Stream) -> None:
-        codec = self.container.default_audio_codec
-        ctx = stream.codec_context
-        try:
-            out = self.container.add_stream(codec, rate=ctx.sample_rate or 48000)
-            # A standard layout for the channel count ("1 channels" has no order).
-            channels = len(ctx.layout.channels) if ctx.layout else 2
-            out.layout = STANDARD_LAYOUTS.get(channels, "stereo")
-            formats = out.codec_context.codec.audio_formats or ()
-            if formats:
-                out.format = formats[0].name
-        except (ValueError, av.error.FFmpegError) as err:
-            log.warning("audio stream %d (%s) left out: %s", stream.index, ctx.name, err)
-            return
-        log.warning(
-            "audio stream %d (%s) cannot be stored in %s: re-encoded as %s",
-            stream.index,
-            ctx.name,
-            self.container.format.name,
+        self.video = add_video_stream(
+            self.container,
             codec,
+            (self.width, self.height),
+            info,
+            colour,
+            self.settings,
+            no_b_frames,
         )
-        self._streams[stream.index] = out
-        self._transcoders[stream.index] = av.AudioResampler(
-            format=out.format, layout=out.layout, rate=out.rate
-        )
+        self.side = SideStreams(self.container, others, self._mux_copied)
 
-    def _mux_transcoded(self, packet: av.Packet, out: av.stream.Stream) -> None:
-        resampler = self._transcoders[packet.stream.index]
-        try:
-            frames = packet.decode() if packet is not None else []
-        except av.error.FFmpegError as err:
-            log.warning("undecodable audio packet skipped: %s", err)
-            return
-        for frame in frames:
-            for resampled in resampler.resample(frame):
-                for encoded in out.encode(resampled):
-                    self._mux_copied(encoded)
-
-    def _flush_transcoders(self) -> None:
-        for index, resampler in self._transcoders.items():
-            out = self._streams[index]
-            for resampled in resampler.resample(None):
-                for encoded in out.encode(resampled):
-                    self._mux_copied(encoded)
-            for encoded in out.encode(None):
-                self._mux_copied(encoded)
-
-    # -- writing --------------------------------------------------------------------
     def queue_packet(self, packet: av.Packet) -> None:
         """Hold a side-stream packet until the video has reached its time."""
-        if packet.stream.index in self._streams:
-            self._pending.append(packet)
+        self.side.queue(packet)
 
+    # -- writing --------------------------------------------------------------------
     def _mux(self, packet: av.Packet) -> None:
+        self._started = True  # the first packet opens the file and writes the header
         try:
             self.container.mux(packet)
-        except DownstreamClosedError:
+        except (OutputError, DownstreamClosedError):
             raise
         except BrokenPipeError as err:
             raise DownstreamClosedError("the reader of the output closed the pipe") from err
-        except av.error.FFmpegError as err:
-            if closed := _closed_downstream(err):
-                raise closed from None
-            raise OutputError(f"writing {self.path!r} failed: {err}") from err
-
-    def _mux_side_until(self, seconds: float | None) -> None:
-        while self._pending:
-            packet = self._pending[0]
-            ts = packet.dts if packet.dts is not None else packet.pts
-            known = seconds is not None and ts is not None and packet.time_base is not None
-            if known and float(ts * packet.time_base) > seconds:
-                return
-            self._pending.popleft()
-            out = self._streams[packet.stream.index]
-            if packet.stream.index in self._transcoders:
-                self._mux_transcoded(packet, out)
-                continue
-            packet.stream = out
-            self._mux_copied(packet)
+        except (av.error.FFmpegError, OSError) as err:
+            if own := _own_error(err):
+                raise own from None
+            raise PacketError(f"writing {self.path!r} failed: {err}") from err
 
     def _mux_copied(self, packet: av.Packet) -> None:
         try:
             self._mux(packet)
-        except OutputError as err:
+        except PacketError as err:
             log.warning("a copied packet could not be written and is skipped: %s", err)
 
     def write(self, image: np.ndarray, pts: int) -> None:
@@ -366,6 +305,8 @@ class Sink:
         frame.time_base = self.info.time_base
         self._encode(frame)
         self.frames_written += 1
+        step = 1 / self.info.frame_rate if self.info.frame_rate else Fraction(0)
+        self._video_end = max(self._video_end, float(pts * self.info.time_base + step))
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -377,30 +318,59 @@ class Sink:
         try:
             packets = self.video.encode(frame)
         except av.error.FFmpegError as err:
-            if closed := _closed_downstream(err):
-                raise closed from None
+            if own := _own_error(err):
+                raise own from None
             raise OutputError(f"video encoder failed: {err}") from err
         for packet in packets:
             if packet.dts is not None:
-                self._mux_side_until(float(packet.dts * packet.time_base))
+                self.side.mux_until(float(packet.dts * packet.time_base))
             self._mux(packet)
+            self._packets_written += 1
 
-    def close(self, flush: bool = True) -> None:
-        """Flush the encoder and the held side packets, and write the trailer."""
+    def close(self, flush: bool = True, complete: bool = True) -> None:
+        """Flush the encoder and the held side packets, and write the trailer.
+
+        ``flush``: encode the frames the encoder still holds (False after a write error).
+        ``complete``: the whole input was written; otherwise the side streams end where
+        the video ends. A file that got no video at all is removed."""
         if self._closed:
             return
         self._closed = True
         try:
             if flush:
                 self._encode(None)
-                self._mux_side_until(None)
-                self._flush_transcoders()
+                if complete:
+                    self.side.mux_until(None)
+                    self.side.flush()
+                else:
+                    self.side.cut_at(self._video_end)
         finally:
             try:
                 self.container.close()
             except (av.error.FFmpegError, OSError) as err:
-                if closed := _closed_downstream(err):
-                    if flush:
-                        raise closed from None
-                elif flush:
+                own = _own_error(err)
+                if flush and own is not None:
+                    raise own from None
+                if flush:
                     raise OutputError(f"closing {self.path!r} failed: {err}") from err
+            finally:
+                if not self._packets_written:
+                    self._remove_file()
+
+    def _discard(self) -> None:
+        """Close a container that failed while being set up, and remove its file."""
+        self._closed = True
+        with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+            self.container.close()
+        self._remove_file()
+
+    def _remove_file(self) -> None:
+        """Remove the file we wrote that holds no video (one we never opened stays)."""
+        if self.path == "-" or not self._started:
+            return
+        try:
+            if Path(self.path).is_file():
+                Path(self.path).unlink()
+                log.info("no video was written: %s removed", self.path)
+        except OSError as err:
+            log.debug("could not remove %s: %s", self.path, err)

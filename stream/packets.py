@@ -39,13 +39,24 @@ class PacketSink(Sink):
     as the single run's decoder does (in file order, empty packets left out)."""
 
     def __init__(self, *args: Any, side: av.container.InputContainer, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+        self._no_b_frames = False
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            side.close()
+            raise
         self._side_input = side
-        copied = [s for s in side.streams if s.index in self._streams]
-        self._side = iter(side.demux(copied) if copied else ())
+        video = side.streams.video[0].index  # every other stream is the decoder's "others"
+        others = [s for s in side.streams if s.index != video]
+        self._side = iter(side.demux(others) if others else ())
         self._side_end = -float("inf")  # time of the last side packet queued
-        self.extradata = b""
         self._last_dts: int | None = None
+        # the encoder is open: the codec headers every segment's encoder must match
+        self.extradata = bytes(self.video.codec_context.extradata or b"")
+
+    def _set_up(self, *args: Any) -> None:
+        self._no_b_frames = args[-1]  # what the format allows, for worker_settings()
+        super()._set_up(*args)
 
     @property
     def format_name(self) -> str:
@@ -58,12 +69,6 @@ class PacketSink(Sink):
         if not self._no_b_frames:
             return self.settings
         return replace(self.settings, options={"bf": "0", **self.settings.options})
-
-    def start(self) -> bytes:
-        """Open the encoder and write the header; the codec headers segments must match."""
-        self.container.start_encoding()
-        self.extradata = bytes(self.video.codec_context.extradata or b"")
-        return self.extradata
 
     def _pull_side(self, seconds: float | None) -> None:
         while seconds is None or self._side_end <= seconds:
@@ -103,15 +108,21 @@ class PacketSink(Sink):
             if dts is not None:
                 seconds = float(dts * time_base)
                 self._pull_side(seconds)
-                self._mux_side_until(seconds)
+                self.side.mux_until(seconds)
                 self._last_dts = dts
             self._mux(packet)
+            self._packets_written += 1
             self.frames_written += 1
+            if pts is not None:
+                end = float((pts + duration) * time_base)
+                self._video_end = max(self._video_end, end)
 
-    def close(self, flush: bool = True) -> None:
+    def close(self, flush: bool = True, complete: bool = True) -> None:
+        """As :meth:`Sink.close`; ``complete``: the side streams are read to their end
+        (else they end where the video ends, as after Ctrl-C)."""
         try:
-            if flush and not self._closed:
+            if flush and complete and not self._closed:
                 self._pull_side(None)
-            super().close(flush)
+            super().close(flush, complete)
         finally:
             self._side_input.close()

@@ -27,8 +27,8 @@ from typing import Any
 
 import av
 
-from stages.base import VideoInfo
-from stream.decode import DecodedFrame, Decoder, Source, open_input
+from stages.base import Frame, VideoInfo
+from stream.decode import Decoder, Source, open_input
 from stream.encode import EncoderSettings
 from stream.errors import InputError, UsageError
 from stream.options import Options
@@ -77,7 +77,7 @@ class SegmentResult:
 # -- the worker -------------------------------------------------------------------------
 
 
-def _seek_frames(job: SegmentJob) -> tuple[Source, Iterator[DecodedFrame]]:
+def _seek_frames(job: SegmentJob) -> tuple[Source, Iterator[Frame]]:
     """The input opened and positioned so that its next frame is the segment's first."""
     plan = job.plan
     margin = SEEK_MARGIN_SECONDS
@@ -102,7 +102,7 @@ def _seek_frames(job: SegmentJob) -> tuple[Source, Iterator[DecodedFrame]]:
         margin *= 2
 
 
-def _checked(frames: Iterator[DecodedFrame], plan: SegmentPlan) -> Iterator[DecodedFrame]:
+def _checked(frames: Iterator[Frame], plan: SegmentPlan) -> Iterator[Frame]:
     """The frames the segment's buffer is fed, each of the segment checked against the
     driver's decode."""
     for k, frame in enumerate(frames):
@@ -157,10 +157,10 @@ def run_segment(job: SegmentJob) -> SegmentResult:
 class _Feed:
     """Adapts an iterator of decoded frames to the chain's ``frames()`` source."""
 
-    def __init__(self, frames: Iterator[DecodedFrame]):
+    def __init__(self, frames: Iterator[Frame]):
         self._frames = frames
 
-    def frames(self) -> Iterator[DecodedFrame]:
+    def frames(self) -> Iterator[Frame]:
         return self._frames
 
 
@@ -210,7 +210,7 @@ def run_split(args: argparse.Namespace, options: Options) -> int:
                 with Board(ray, source.frame_count, "segments", enabled=not args.quiet) as board:
                     _distribute(ray, plans, replace(job, tally=board.tally), sink, args.workers)
             except KeyboardInterrupt:
-                sink.close()
+                sink.close(complete=False)
                 log.error("interrupted; the output written so far was closed properly")
                 return EXIT_INTERRUPTED
             except BaseException:
@@ -235,11 +235,6 @@ def _open_sink(
         metadata=dict(source.container.metadata),
         side=av.open(args.input, "r", format=args.input_format),
     )
-    try:
-        sink.start()
-    except BaseException:
-        sink.close(flush=False)
-        raise
     return sink
 
 

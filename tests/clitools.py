@@ -10,8 +10,9 @@ from pathlib import Path
 
 import av
 
+from tests.shared_data import DATA  # noqa: F401 - re-exported for the CLI tests
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data").resolve()
 REMASTER = [sys.executable, "-m", "stream.cli"]
 
 

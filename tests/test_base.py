@@ -47,7 +47,7 @@ def run(chain: StageChain, frames: list[np.ndarray], peek: bool) -> list[np.ndar
 def test_outpaint_registrar_gets_peeks_behind_a_crop(monkeypatch: pytest.MonkeyPatch) -> None:
     from stages import outpaint
 
-    frames, _ = cut_clip([40, 30])
+    frames, _ = cut_clip([24, 16])
     frames = boxed(frames)
     peeked, seen = [], []
     peek, see = PanoramaOutpaint.peek, outpaint._Registrar.see

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import os
+import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
 
+import av
 import numpy as np
 import pytest
 
 from stages.base import Frame, Stage, Window
 from stream.chain import FRAME_QUEUE_DEPTH, OUTPUT_QUEUE_DEPTH, Chain
 from stream.scenes import SceneBuffer
+from tests.clitools import REMASTER, ROOT, probe
+from tests.synthetic import cut_clip, encode_clip
 
 
 @dataclass
@@ -48,17 +55,24 @@ class ListSink:
             raise BrokenPipeError("reader went away")
         self.written.append(pts)
 
-    def close(self, flush=True):
+    def close(self, flush=True, complete=True):
         self.closed_with = flush
+        self.complete = complete
 
 
 class Passthrough(Stage):
-    def __init__(self, fail_on_scene: int | None = None, interrupt: bool = False):
+    def __init__(
+        self,
+        fail_on_scene: int | None = None,
+        interrupt: bool = False,
+        fail_on_window: int | None = None,
+    ):
         self.fail_on_scene, self.interrupt, self.windows = fail_on_scene, interrupt, []
+        self.fail_on_window = fail_on_window
 
     def process(self, window: Window):
         self.windows.append(window)
-        if window.scene == self.fail_on_scene:
+        if window.scene == self.fail_on_scene or len(self.windows) - 1 == self.fail_on_window:
             if self.interrupt:
                 raise KeyboardInterrupt
             raise ValueError("stage broke")
@@ -115,7 +129,7 @@ def test_decoder_error_is_reraised_on_main_thread_and_threads_joined():
             ListSource(100, fail_at=50), SceneBuffer(None, None, budget(8)), Passthrough(), sink
         ).run()
     assert no_remaster_threads()
-    assert sink.closed_with is not None  # the output was closed
+    assert sink.closed_with is True and sink.complete is False  # flushed, cut short
 
 
 def test_encoder_error_is_reraised_and_decoder_stops_early():
@@ -129,12 +143,16 @@ def test_encoder_error_is_reraised_and_decoder_stops_early():
 def test_stage_error_finishes_output_that_was_written():
     sink = ListSink()
     frames = ListSource(60)
-    # Scenes are windows of 20 here; the stage fails on the third.
+    # One scene in windows of 20 frames here; the stage fails on the third window.
     scenes = SceneBuffer(None, None, budget(20))
     scenes.lag = 0
+    stage = Passthrough(fail_on_window=2)
     with pytest.raises(ValueError, match="stage broke"):
-        Chain(frames, scenes, Passthrough(fail_on_scene=0), sink).run()
-    assert sink.closed_with is True
+        Chain(frames, scenes, stage, sink).run()
+    assert [len(w) for w in stage.windows] == [20, 20, 20]
+    assert sink.written == list(range(40))  # the two windows before it were written
+    assert sink.closed_with is True  # and the output finished properly ...
+    assert sink.complete is False  # ... as an output cut short
     assert no_remaster_threads()
 
 
@@ -158,3 +176,86 @@ def test_ctrl_c_closes_the_output_properly_and_propagates():
     assert sink.written == list(range(30))  # three scenes done before the interrupt
     assert sink.closed_with is True
     assert no_remaster_threads()
+
+
+class SlowSource(ListSource):
+    def frames(self):
+        for item in super().frames():
+            time.sleep(0.01)
+            yield item
+
+
+def test_sigint_ends_the_input_and_everything_read_is_processed_and_flushed():
+    """One scene held whole by the scene buffer when Ctrl-C comes: it is not lost."""
+    sink, stage = ListSink(), Passthrough()
+    chain = Chain(SlowSource(1000), SceneBuffer(None, None, budget(2000)), stage, sink)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        chain.run()
+    assert chain.interrupted
+    assert 10 < chain.stats.frames_in < 1000
+    assert sink.written == list(range(chain.stats.frames_in))  # every frame read
+    assert sink.closed_with is True and sink.complete is False
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert no_remaster_threads()
+
+
+# -- Ctrl-C through the whole command ------------------------------------------------
+@pytest.fixture(scope="module")
+def ten_seconds() -> tuple[bytes, list[int]]:
+    """10 s at 24 fps in scenes of 60 frames, with audio; and where each video packet ends."""
+    frames, _ = cut_clip([60, 60, 60, 60], height=96, width=128)
+    data = encode_clip(frames, fmt="nut", codec="mpeg4", fps=24)
+    ends = []
+    with av.open(io.BytesIO(data)) as c:
+        for packet in c.demux(video=0):
+            if packet.size:
+                ends.append(packet.pos + packet.size)
+    return data, ends
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+@pytest.mark.parametrize("sent", [54, 216])  # inside the first scene; near the end
+def test_ctrl_c_keeps_every_frame_read_and_no_audio_past_the_video(
+    tmp_path, ten_seconds, suffix, sent
+):
+    """Early: the panorama stage still holds the first scene, which must not be lost.
+    Late: the audio read ahead of the video must not run past the video's end."""
+    data, ends = ten_seconds
+    out = tmp_path / f"cut{suffix}"
+    proc = subprocess.Popen(
+        [*REMASTER, "-", str(out), "-v"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    err: list[bytes] = []
+    running = threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            err.append(line)
+            if b"chain running" in line:
+                running.set()
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    proc.stdin.write(data[: ends[sent - 1]])  # returns once the pipe took all but 64 KiB
+    proc.stdin.flush()
+    assert running.wait(120), b"".join(err).decode()
+    time.sleep(2)  # the rest of what was sent is decoded
+    proc.send_signal(signal.SIGINT)
+    if sent > 100:
+        time.sleep(0.5)
+        proc.stdin.close()  # upstream ends too, as it does when the terminal sends Ctrl-C
+    # Early, upstream stays open (a FIFO whose writer goes on): remaster must not wait.
+    code = proc.wait(120)
+    reader.join(60)
+    proc.stdin.close()
+    stderr = b"".join(err)
+    assert code == 130, stderr.decode()
+    assert b"Traceback" not in stderr and b"interrupted" in stderr
+    got = probe(out)
+    assert sent - 2 <= len(got.video_pts) <= sent
+    video_end = float(got.video_pts[-1] * got.time_base) + 1 / 24
+    assert video_end - 0.1 <= got.audio_seconds <= video_end + 0.025

@@ -18,7 +18,8 @@ from stream.errors import UsageError
 from stream.options import Options
 from stream.progress import ProgressBar
 from stream.wiring import build_chain
-from tests.clitools import DATA, ROOT, probe, remaster
+from tests.clitools import ROOT, probe, remaster
+from tests.shared_data import shared_data
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -211,10 +212,9 @@ def test_subtitles_and_metadata_are_copied(tmp_path):
     assert texts == [b"Hello", b"World"]
 
 
-@pytest.mark.skipif(not (DATA / "pillarboxed").is_dir(), reason="shared/data not present")
 def test_already_boxed_input_is_cropped_and_refilled():
     result = remaster(
-        str(DATA / "pillarboxed" / "chaplin.mp4"),
+        str(shared_data("pillarboxed", "chaplin.mp4")),
         "-",
         "-f",
         "nut",
@@ -280,3 +280,16 @@ def test_bad_option_values_exit_2_with_one_line(argv, message, tmp_path):
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not out.exists()
+
+
+def test_help_explains_every_option_and_exit_code():
+    from stream import errors
+
+    parser = build_parser()
+    for action in parser._actions:
+        assert action.help and len(action.help) > 8, action.option_strings or action.dest
+    text = parser.format_help()
+    codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    listed = text[text.index("exit codes:") :]
+    for code in codes:
+        assert f"\n  {code} " in listed, code

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,9 +11,8 @@ import pytest
 
 from stages.base import VideoInfo, Window
 from stages.crop import CropBox, CropStage, PadStage, detect_crop
+from tests.shared_data import shared_data
 from tests.synthetic import panning_clip, textured_background
-
-DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 
 
 def boxed(frames: list[np.ndarray], width: int, height: int, x: int, y: int) -> list[np.ndarray]:
@@ -149,9 +147,7 @@ def test_crop_stage_rejects_box_outside_frame():
 
 
 def test_chaplin_pillarbox():
-    path = DATA / "pillarboxed" / "chaplin.mp4"
-    if not path.exists():
-        pytest.skip(f"{path} not available")
+    path = shared_data("pillarboxed", "chaplin.mp4")
     import av
 
     frames = []
@@ -235,8 +231,9 @@ def test_letterboxed_input_keeps_its_height_with_black_bars(fill):
     from tests.synthetic import encode_clip
 
     frames = boxed(panning_clip(24, 180, 320, pan=3.0).frames, 320, 240, 0, 30)
-    result = remaster("-", "-", "-f", "nut", "--codec", "ffv1", "--fill", fill, "-q",
-                      stdin=encode_clip(frames, audio=False))  # fmt: skip
+    # 4:4:4 output: the default 4:2:0 would blur chroma across the bar's edge
+    result = remaster("-", "-", "-f", "nut", "--codec", "ffv1", "--pix-fmt", "yuv444p",
+                      "--fill", fill, "-q", stdin=encode_clip(frames, audio=False))  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     got = probe(result.stdout, keep_frames=True)
     assert (got.width, got.height) == (426, 240)

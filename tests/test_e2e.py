@@ -9,12 +9,14 @@ import subprocess
 import threading
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from tests.clitools import DATA, REMASTER, ROOT, probe, remaster
+from tests.clitools import REMASTER, ROOT, probe, remaster
+from tests.shared_data import shared_data
 from tests.synthetic import cut_clip, encode_clip
 
 needs_ffmpeg = pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg CLI not installed")
@@ -295,12 +297,12 @@ def test_ctrl_c_closes_the_output_file_so_it_plays(tmp_path):
 
 
 # -- real damaged clips ---------------------------------------------------------------
-bad_dir = DATA / "badinput"
-needs_data = pytest.mark.skipif(not bad_dir.is_dir(), reason="shared/data not present")
+@pytest.fixture
+def bad_dir() -> Path:
+    return shared_data("badinput")
 
 
-@needs_data
-def test_corrupt_packets_are_skipped_with_a_warning():
+def test_corrupt_packets_are_skipped_with_a_warning(bad_dir):
     result = remaster(
         str(bad_dir / "megamind_corrupt_frames.avi"),
         "-",
@@ -320,8 +322,7 @@ def test_corrupt_packets_are_skipped_with_a_warning():
     assert got.video_pts == sorted(got.video_pts)
 
 
-@needs_data
-def test_broken_audio_is_copied_or_skipped_but_video_is_complete():
+def test_broken_audio_is_copied_or_skipped_but_video_is_complete(bad_dir):
     src = bad_dir / "failing_audio.mp4"
     result = remaster(
         str(src), "-", "-f", "matroska", "--fill", "blur", "--quiet", "--preset", "ultrafast"

@@ -348,3 +348,29 @@ def test_fast_pans_get_extra_samples_static_shots_do_not():
     assert set(static) < set(fast) and len(fast) == 16  # capped at twice max_samples
     slow = st._samples(pan(0.2), W, H)  # 40 px: the even samples are close enough
     assert slow == static
+
+
+def test_lost_motion_is_one_summary_line_at_the_end(caplog):
+    """Frames the tracker cannot follow (fresh noise each frame) are logged once, at the
+    end; the per-re-key messages stay at debug level."""
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(30)]
+    st = PanoramaOutpaint(Fraction(16, 9))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    with caplog.at_level("INFO"):
+        list(st.process(Window(noise, list(range(30)), 0)))
+        assert not [r for r in caplog.records if r.levelname == "WARNING" and "motion" in r.msg]
+        list(st.finish())
+    lines = [r.getMessage() for r in caplog.records if "camera motion not found" in r.msg]
+    assert len(lines) == 1 and lines[0].startswith("camera motion not found on 28 of 30 frames")
+    assert caplog.records[-1].levelname == "WARNING"
+    st.close()
+    caplog.clear()
+    clip = panning_clip(N, H, W)
+    st = PanoramaOutpaint(Fraction(16, 9))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    with caplog.at_level("INFO"):
+        list(st.process(Window(clip.frames, list(range(N)), 0)))
+        list(st.finish())
+    assert "camera motion not found" not in caplog.text
+    st.close()

@@ -45,7 +45,7 @@ p = argparse.ArgumentParser()
 p.add_argument("inp")
 p.add_argument("out")
 p.add_argument("--size")
-for opt in ("--fill", "--input-format", "-f", "--codec", "--crop"):
+for opt in ("--fill", "--input-format", "-f", "--codec", "--pix-fmt", "--crop"):
     p.add_argument(opt)
 p.add_argument("--quiet", action="store_true")
 a = p.parse_args()

@@ -11,9 +11,8 @@ import pytest
 
 from stages.motion import same_shot
 from stream.scenes import SceneBuffer, make_detector
+from tests.shared_data import shared_data
 from tests.synthetic import cut_clip, panning_clip
-
-DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 
 
 def run(frames, budget_bytes=1 << 30, detector="content", check=None):
@@ -72,13 +71,12 @@ def decode(path: Path, limit: int | None = None, width: int = 320):
             yield frame.to_ndarray(format="rgb24", width=width, height=h)
 
 
-@pytest.mark.skipif(not (DATA / "cuts").is_dir(), reason="shared/data not present")
 @pytest.mark.parametrize(
     "name, cuts",
     [("bikes.mp4", [30, 76, 137, 187, 242]), ("testvideo.mp4", [30, 180, 394])],
 )
 def test_cuts_on_real_clips(name, cuts):
-    buf, windows = run(decode(DATA / "cuts" / name), budget_bytes=64 << 20)
+    buf, windows = run(decode(shared_data("cuts", name)), budget_bytes=64 << 20)
     found = np.array(buf.cuts_found)
     for cut in cuts:
         assert np.min(np.abs(found - cut)) <= 1, f"cut {cut} missed: {buf.cuts_found}"
@@ -124,9 +122,8 @@ def test_cuts_inside_one_shot_are_dropped_and_real_ones_kept():
     assert [w.scene for w in windows] == [0]
 
 
-@pytest.mark.skipif(not (DATA / "gt" / "skater.mp4").exists(), reason="shared data absent")
 def test_a_fast_pan_over_animated_boards_stays_one_scene():
-    with av.open(str(DATA / "gt" / "skater.mp4")) as f:
+    with av.open(str(shared_data("gt", "skater.mp4"))) as f:
         frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
     plain, _ = run(frames)
     assert plain.cuts_found  # the content detector fires inside the pan

@@ -15,9 +15,8 @@ import pytest
 
 from stages import segment
 from stages.segment import MaskRCNNSegmenter, U2NetpSegmenter, check_rgb
+from tests.shared_data import shared_data
 from tests.synthetic import textured_background
-
-MASKS = (Path(__file__).parents[1] / ".." / "shared" / "data" / "masks").resolve()
 
 
 def have_u2netp() -> bool:
@@ -78,12 +77,11 @@ def test_u2netp_rejects_bad_input(u2netp: U2NetpSegmenter) -> None:
 @needs_u2netp
 def test_u2netp_on_tennis_masks(u2netp: U2NetpSegmenter) -> None:
     """On real footage the player is found: every detected pixel lies in the hand mask."""
-    frames = MASKS / "tennis_432_frames"
-    if not frames.is_dir():
-        pytest.skip(f"{frames} not present")
+    frames = shared_data("masks", "tennis_432_frames")
+    masks = shared_data("masks", "tennis_432_masks")
     for name in ("00000.png", "00040.png"):
         rgb = cv2.cvtColor(cv2.imread(str(frames / name)), cv2.COLOR_BGR2RGB)
-        truth = cv2.imread(str(MASKS / "tennis_432_masks" / name), cv2.IMREAD_GRAYSCALE) > 127
+        truth = cv2.imread(str(masks / name), cv2.IMREAD_GRAYSCALE) > 127
         fg = u2netp(rgb) >= 0.5
         # The hand masks are dilated and include the player's shadow, so recall is low.
         assert (fg & truth).sum() / fg.sum() > 0.9

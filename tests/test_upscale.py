@@ -156,3 +156,22 @@ def test_resize_same_size_passes_frames_untouched(frames):
     assert run(stage, frames[:1])[0].image is frames[0]
     with pytest.raises(ValueError, match="0x120"):
         Resize(0, 120)
+
+
+def test_native_progress_lines_are_dropped_and_the_rest_kept(capfd):
+    import os
+
+    from stages.upscale import NCNN_PROGRESS, native_stderr_without
+
+    with native_stderr_without(NCNN_PROGRESS):
+        os.write(2, b"0.00%\nkeep me\n16.67%\n50.00%\n\rbar redraw")
+    assert capfd.readouterr().err == "keep me\n\rbar redraw"
+
+
+@needs_esrgan
+def test_esrgan_prints_no_progress(capfd):
+    stage = UpscaleStage(2, backend="esrgan", tile=32)
+    stage.configure(VideoInfo(64, 48, Fraction(1, 25)))
+    list(stage.process(Window([np.zeros((48, 64, 3), np.uint8)], [0], 0)))
+    stage.close()
+    assert "%" not in capfd.readouterr().err
