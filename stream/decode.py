@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 # Side-stream packets held while looking for the first video frame: far more than any
 # real file interleaves before its first picture, small against the memory budget.
 FIRST_FRAME_SIDE_BYTES = 64 << 20
+
+# An input FFmpeg opens by protocol: a URL scheme (two letters at least, so that a Windows
+# drive letter is no scheme) with //, or FFmpeg's file: protocol.
+URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+://|file:)")
 
 # Errors a damaged stream raises while demuxing or decoding.
 DAMAGE = (av.error.InvalidDataError, av.error.UndefinedError, ValueError, OSError)
@@ -90,12 +95,19 @@ def _check_path(path: str) -> None:
         raise InputError(f"input is a directory, not a video file: {path}")
 
 
+def is_url(path: str) -> bool:
+    """True for ``scheme://...`` or ``file:...``, which FFmpeg opens rather than the OS."""
+    return bool(URL.match(path))
+
+
 def open_input(path: str, fmt: str | None = None, stdin: BinaryIO | None = None) -> Source:
     """Open ``path`` (or ``-`` for stdin), decode its first picture, and describe it."""
     target: str | io.RawIOBase
     pipe_fd = None
     if path == "-":
         target, pipe_fd = stdin_target(stdin)
+    elif is_url(path):
+        target = path  # FFmpeg's protocols (http, ftp, file:, ...) open it
     else:
         _check_path(path)
         target = path
