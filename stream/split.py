@@ -83,11 +83,12 @@ def _seek_frames(job: SegmentJob) -> tuple[Source, Iterator[Frame]]:
     margin = SEEK_MARGIN_SECONDS
     while True:
         source = open_input(job.path, job.input_format)
-        frames = Decoder(source, lambda packet: None).frames()
         if plan.start > 0:
             tb = source.video.time_base or Fraction(1, 25)
             target = int(plan.first_pts - margin / tb)
             source.container.seek(max(target, 0), stream=source.video, backward=True)
+            source.early_frames, source.early_packets = [], []  # read before the seek
+        frames = Decoder(source, lambda packet: None).frames()
         first = next(frames, None)
         while first is not None and first.pts < plan.first_pts:
             first = next(frames, None)
