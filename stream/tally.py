@@ -8,6 +8,7 @@ segment) being worked on, and a total row with frames, fps and ETA.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from rich.progress import (
 )
 
 from stream.chain import ChainStats
+from stream.progress import LogHandler
 
 # How often a worker sends its frame count, and the driver redraws (seconds).
 REPORT_SECONDS = 0.5
@@ -94,6 +96,7 @@ class Board:
         self.tally = ray.remote(num_cpus=0)(Tally).remote() if self.enabled else None
         self.finished = 0  # items the driver is done with
         self._rows: dict[Any, Any] = {}
+        self._handlers: list[LogHandler] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress: Progress | None = None
@@ -111,6 +114,10 @@ class Board:
                 console=self.console,
             )
             self._progress.start()
+            # log lines go above the display while it is live (as with the single run's bar)
+            self._handlers = [h for h in logging.getLogger().handlers if isinstance(h, LogHandler)]
+            for handler in self._handlers:
+                handler.console = self.console
             self._all = self._progress.add_task("[bold]total", total=self.total, fps=0.0)
             self._thread = threading.Thread(target=self._poll, name="remaster-board", daemon=True)
             self._thread.start()
@@ -158,3 +165,5 @@ class Board:
             self._thread.join()
         if self._progress is not None:
             self._progress.stop()
+        for handler in self._handlers:
+            handler.console = None
