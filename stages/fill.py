@@ -72,16 +72,16 @@ class KnownPyramid:
             self.levels.append(level)
         self.height, self.width = known.shape
 
-    def sample(self, sx: float, sy: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """(Weighted sum, weight) blurred at scales ``sx``, ``sy`` (full-size pixels) at
+    def sample(self, sigma: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(Weighted sum, weight) blurred at scale ``sigma`` (full-size pixels) at
         full-size pixel coordinates ``x``, ``y``. Only the part of the level within four
         scales of the points is blurred (the rest could change them by < 0.1 %)."""
-        k = int(np.clip(np.floor(np.log2(max(1.0, min(sx, sy) / 3))), 0, len(self.levels) - 1))
+        k = int(np.clip(np.floor(np.log2(max(1.0, sigma / 3))), 0, len(self.levels) - 1))
         level = self.levels[k]
         lh, lw = level.shape[:2]
         fx, fy = self.width / lw, self.height / lh
         lx, ly = (x + 0.5) / fx - 0.5, (y + 0.5) / fy - 0.5
-        px, py = int(4 * sx / fx) + 2, int(4 * sy / fy) + 2
+        px, py = int(4 * sigma / fx) + 2, int(4 * sigma / fy) + 2
         # columns within reach of a point, in runs: the two side holes are blurred apart
         col = np.clip(lx, 0, lw - 1).astype(np.int32)
         reach = np.convolve(np.bincount(col, minlength=lw) > 0, np.ones(2 * px + 1), "same") > 0
@@ -98,7 +98,7 @@ class KnownPyramid:
             y0 = max(0, int(np.floor(py_.min())) - py)
             y1 = min(lh, int(np.ceil(py_.max())) + 1 + py)
             part = cv2.GaussianBlur(
-                level[y0:y1, x0:x1], (0, 0), sigmaX=sx / fx, sigmaY=sy / fy,
+                level[y0:y1, x0:x1], (0, 0), sigmaX=sigma / fx, sigmaY=sigma / fy,
                 borderType=cv2.BORDER_REFLECT,
             )  # fmt: skip
             out[sel] = sample(part, px_ - x0, py_ - y0)
@@ -141,7 +141,7 @@ def isophotes(
     best_c = np.full(len(x), -1.0, np.float32)
     best_phi = np.zeros(len(x), np.float32)
     for rho in scales:
-        s = pyramid.sample(rho, rho, x, y)
+        s = pyramid.sample(rho, x, y)
         wsum = np.maximum(s[:, 3], 1e-6)
         jxx, jxy, jyy = s[:, 0] / wsum, s[:, 1] / wsum, s[:, 2] / wsum
         spread = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2)
@@ -162,16 +162,15 @@ class ClassicalFill(HoleFill):
         self,
         spread: float = 0.5,
         coherent_spread: float = 0.05,
-        across: float = 0.5,
         sharpest: float = 0.5,
         contrast: float = 8.0,
         tensor_scales: tuple[float, ...] = (6.0, 12.0, 24.0),
         max_pixels: int = 500_000,
     ):
-        if not (spread > 0 and coherent_spread > 0 and 0 < across <= 1 and sharpest > 0):
+        if not (spread > 0 and coherent_spread > 0 and sharpest > 0):
             raise ValueError(
-                f"need spread > 0, coherent_spread > 0, 0 < across <= 1, sharpest > 0: "
-                f"{spread}, {coherent_spread}, {across}, {sharpest}"
+                f"need spread > 0, coherent_spread > 0, sharpest > 0: "
+                f"{spread}, {coherent_spread}, {sharpest}"
             )
         if contrast <= 0 or not tensor_scales or min(tensor_scales) <= 0 or max_pixels < 64:
             raise ValueError(
@@ -183,9 +182,6 @@ class ClassicalFill(HoleFill):
         self.spread = spread
         # the same along a coherent edge: it continues nearly sharp (0.1 blurs thin bands)
         self.coherent_spread = coherent_spread
-        # the average is this much narrower across the border than along it: colours next
-        # to the border predict better than those deep inside (0.25 and 1 scored lower)
-        self.across = across
         self.sharpest = sharpest  # blur scale right at the border, in pixels
         self.contrast = contrast  # tensor energy (grey levels^2) below which edges count little
         self.tensor_scales = tuple(tensor_scales)
@@ -217,44 +213,32 @@ class ClassicalFill(HoleFill):
         ux, uy = ux / norm, uy / norm
         t = d / np.maximum(ux * mx + uy * my, 0.2)  # way back to the border along u
         sigma = self.sharpest + t * (self.spread * (1 - c) + self.coherent_spread * c)
-        colour = self._average(
-            KnownPyramid(image, known), x - t * ux, y - t * uy, sigma, mx * mx, qx, qy
-        )
+        colour = self._average(KnownPyramid(image, known), x - t * ux, y - t * uy, sigma, qx, qy)
         out = image.copy()
         out[ys, xs] = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
         return out
 
     def _average(
         self, pyramid: KnownPyramid, x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
-        horizontal: np.ndarray, qx: np.ndarray, qy: np.ndarray,
+        qx: np.ndarray, qy: np.ndarray,
     ) -> np.ndarray:  # fmt: skip
         """Normalized Gaussian average of known colours around (``x``, ``y``) at scale
-        ``sigma`` (``across`` times that across the border: ``horizontal`` is the weight
-        of a border normal along x), interpolated between scales a half octave apart. A
-        little of the colour at the nearest known pixel keeps a source point that falls
-        where nothing is known defined."""
+        ``sigma``, interpolated between scales a half octave apart. A little of the colour
+        at the nearest known pixel (``qx``, ``qy``) keeps a source point that falls where
+        nothing is known defined."""
         s0 = self.sharpest
         pos = np.clip(2 * np.log2(np.maximum(sigma, s0) / s0), 0, None)
         order = np.argsort(pos, kind="stable")  # each scale's pixels become one slice
-        pos, x, y, horizontal = pos[order], x[order], y[order], horizontal[order]
+        pos, x, y = pos[order], x[order], y[order]
         lo = np.floor(pos).astype(np.int64)
         frac = (pos - lo).astype(np.float32)
-        acc = 0.01 * pyramid.sample(s0, s0, qx[order], qy[order])
+        acc = 0.01 * pyramid.sample(s0, qx[order], qy[order])
         bounds = np.searchsorted(lo, np.arange(int(lo[-1]) + 3))
         for k in range(int(lo[-1]) + 2):
             a, m, b = bounds[max(k - 1, 0)], bounds[k], bounds[k + 1]  # lo == k-1, lo == k
-            wk = np.concatenate([frac[a:m], 1 - frac[m:b]])
-            s = s0 * 2.0 ** (k / 2)
-            for weight, sx, sy in (
-                (horizontal[a:b] * wk, s * self.across, s),  # border normal along x
-                ((1 - horizontal[a:b]) * wk, s, s * self.across),
-            ):
-                use = weight > 1e-3
-                if use.all():
-                    acc[a:b] += weight[:, None] * pyramid.sample(sx, sy, x[a:b], y[a:b])
-                elif use.any():
-                    part = pyramid.sample(sx, sy, x[a:b][use], y[a:b][use])
-                    acc[a:b][use] += weight[use, None] * part
+            if a < b:
+                wk = np.concatenate([frac[a:m], 1 - frac[m:b]])
+                acc[a:b] += wk[:, None] * pyramid.sample(s0 * 2 ** (k / 2), x[a:b], y[a:b])
         acc[order] = acc.copy()  # back to the callers' order
         return acc[:, :3] / np.maximum(acc[:, 3:], 1e-9)
 
