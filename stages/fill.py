@@ -1,23 +1,21 @@
-"""Classical fill of what no frame of the scene showed: oriented multi-scale extrapolation.
+"""Classical fill of what no frame showed (no model weights; deterministic).
 
-No model weights; deterministic. Each unknown pixel ``p`` takes its colour from the known
-region where the image structure through ``p`` comes from:
+Two layers, both multi-scale:
 
-1. the nearest known pixel ``q`` (distance ``d``) gives the way back into the picture;
-2. the structure tensor of the known pixels at ``q`` (three integration scales, the most
-   coherent wins) gives the isophote direction: lines and edges that cross the border
-   (horizons, rails, roof lines, the edge of a path) continue straight into the hole, so
-   ``p`` looks back along them; where the structure is weak, isotropic or runs along the
-   border it looks straight back along the normal;
-3. the colour is a Gaussian average of known pixels only (normalized convolution) around
-   the source point, whose scale grows with the distance travelled: sharp next to the
-   border, falling off to the local mean colour far from it, the least-squares best guess
-   for pixels nothing predicts. Along a coherent structure the scale grows much more
-   slowly, so a line stays a line instead of smearing across rows.
+* colour: a push-pull membrane carries the local colours into the holes, rows reaching
+  twice as far as columns (horizons, floors and walls go on sideways), its row streaks
+  blurred across the rows with the distance. The panorama's known region is what the
+  samples' foreground masks left: ragged, notched, with holes; the membrane's reach along
+  the rows stays right there, where a fill that trusts the nearest border pixel goes
+  wrong;
+* structure: where a coherent edge crosses the border (a rail, a roof line, the edge of a
+  court), it is continued along its own direction (:mod:`stages.extrapolate`) over the
+  membrane, weighted by its coherence and fading out with the distance.
 
-No texture is added: detail mirrored in from the border measured slightly worse (PSNR and
-SSIM) on the never-seen pixels of the dev clips than none. Scored against per-frame Telea
-by ``benchmarks/fill_eval.py``.
+No texture is added: detail mirrored in from the border scored no better (PSNR, SSIM) on
+the never-seen pixels of the dev clips than none. :class:`ClassicalFill` fills a scene's
+panorama once; :class:`FrameFill` is the same at a small size, per frame. Both are scored
+against per-frame Telea by ``benchmarks/fill_eval.py``.
 """
 
 from __future__ import annotations
@@ -29,165 +27,120 @@ import cv2
 import numpy as np
 
 from stages.base import HoleFill, check_fill_inputs
+from stages.extrapolate import Extrapolator, KnownPyramid, enclosed_gaps
 
 log = logging.getLogger(__name__)
 
-MAP_COLS = 1024  # cv2.remap maps are limited to 32767 rows: sample points go in rows of this
+GAP = 0.25  # notches narrower than this share of the picture are closed before extrapolating
 
 
-def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples (n, C) of a float32 (H, W, C) ``image`` at pixel coordinates
-    ``x``, ``y`` (n,), clamped to the image."""
-    n = len(x)
-    rows = max(1, -(-n // MAP_COLS))
-    mx = np.zeros(rows * MAP_COLS, np.float32)
-    my = np.zeros(rows * MAP_COLS, np.float32)
-    mx[:n], my[:n] = x, y
-    out = cv2.remap(
-        image,
-        mx.reshape(rows, MAP_COLS),
-        my.reshape(rows, MAP_COLS),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return out.reshape(rows * MAP_COLS, -1)[:n]
+def _down(a: np.ndarray, y_too: bool) -> np.ndarray:
+    """Half size in x (and in y when ``y_too``), Gaussian-filtered."""
+    if y_too:
+        return cv2.pyrDown(a)
+    a = cv2.GaussianBlur(a, (5, 1), 0, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.resize(a, ((a.shape[1] + 1) // 2, a.shape[0]), interpolation=cv2.INTER_AREA)
 
 
-class KnownPyramid:
-    """Known-weighted image (``image * known`` and ``known`` as a last channel) halved
-    level by level (area average), for normalized Gaussian blurs at any scale: a blur of
-    scale s runs on the level where it is about 3 pixels wide, so its cost does not grow
-    with s."""
-
-    def __init__(self, image: np.ndarray, known: np.ndarray):
-        w = known.astype(np.float32)
-        level = cv2.merge([*cv2.split(image.astype(np.float32) * w[..., None]), w])
-        self.levels = [level]
-        while min(level.shape[:2]) > 8:
-            level = cv2.resize(
-                level,
-                ((level.shape[1] + 1) // 2, (level.shape[0] + 1) // 2),
-                interpolation=cv2.INTER_AREA,
-            )
-            self.levels.append(level)
-        self.height, self.width = known.shape
-
-    def sample(self, sigma: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """(Weighted sum, weight) blurred at scale ``sigma`` (full-size pixels) at
-        full-size pixel coordinates ``x``, ``y``. Only the part of the level within four
-        scales of the points is blurred (the rest could change them by < 0.1 %)."""
-        k = int(np.clip(np.floor(np.log2(max(1.0, sigma / 3))), 0, len(self.levels) - 1))
-        level = self.levels[k]
-        lh, lw = level.shape[:2]
-        fx, fy = self.width / lw, self.height / lh
-        lx, ly = (x + 0.5) / fx - 0.5, (y + 0.5) / fy - 0.5
-        px, py = int(4 * sigma / fx) + 2, int(4 * sigma / fy) + 2
-        # columns within reach of a point, in runs: the two side holes are blurred apart
-        col = np.clip(lx, 0, lw - 1).astype(np.int32)
-        reach = np.convolve(np.bincount(col, minlength=lw) > 0, np.ones(2 * px + 1), "same") > 0
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], reach.view(np.int8), [0]])))
-        runs = list(zip(edges[::2], edges[1::2], strict=True))
-        run_of = np.cumsum(np.diff(np.concatenate([[0], reach.view(np.int8)])) > 0) - 1
-        which = run_of[col] if len(runs) > 1 else None
-        out = np.empty((len(x), level.shape[2]), np.float32)
-        for r, (x0, x1) in enumerate(runs):
-            sel = slice(None) if which is None else which == r
-            px_, py_ = lx[sel], ly[sel]
-            if not len(px_):
-                continue
-            y0 = max(0, int(np.floor(py_.min())) - py)
-            y1 = min(lh, int(np.ceil(py_.max())) + 1 + py)
-            part = cv2.GaussianBlur(
-                level[y0:y1, x0:x1], (0, 0), sigmaX=sigma / fx, sigmaY=sigma / fy,
-                borderType=cv2.BORDER_REFLECT,
-            )  # fmt: skip
-            out[sel] = sample(part, px_ - x0, py_ - y0)
-        return out
+def merge3(a: np.ndarray) -> np.ndarray:
+    """A (H, W) array as (H, W, 3) copies: numpy broadcasting over a trailing axis of 3
+    is several times slower than the same operation on equal shapes."""
+    return cv2.merge([a, a, a])
 
 
-def nearest_known(known: np.ndarray) -> tuple[np.ndarray, ...]:
-    """For every unknown pixel: its row and column, the row and column of its nearest
-    known pixel (float32) and the distance to it (at least 1)."""
-    src = (~known).astype(np.uint8)
-    dist, labels = cv2.distanceTransformWithLabels(
-        src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    sites = np.argwhere(src == 0)  # labels number the zero (known) pixels in raster order
-    ys, xs = np.nonzero(src)
-    lab = labels[ys, xs] - 1
-    del labels
-    qy, qx = sites[lab, 0].astype(np.float32), sites[lab, 1].astype(np.float32)
-    d = np.maximum(dist[ys, xs], 1.0)
-    return ys, xs, qy, qx, d
+def push_pull(image: np.ndarray, known: np.ndarray, y_every: int = 1) -> np.ndarray:
+    """Membrane fill: float32 image where unknown pixels come from coarser levels.
+
+    ``y_every`` > 1 halves the height only every that many levels, so colours travel
+    further along rows than across them."""
+    img = image.astype(np.float32)
+    w = known.astype(np.float32)
+    levels: list[tuple[np.ndarray, np.ndarray, bool]] = []
+    p, q = img * merge3(w), w
+    y_too = True
+    while True:
+        levels.append((p, q, y_too))
+        if (q > 1e-4).all() or max(q.shape) <= 2:
+            break
+        y_too = (len(levels) - 1) % y_every == 0 and q.shape[0] > 2 or q.shape[1] <= 2
+        p, q = _down(p, y_too), _down(q, y_too)
+    p, q, y_too = levels[-1]
+    fill = p / np.maximum(q, 1e-6)[..., None]
+    if not (q > 1e-4).all():  # nothing known at all at the top: use the mean colour
+        total = max(float(w.sum()), 1e-6)
+        mean = (img * w[..., None]).reshape(-1, 3).sum(0) / total
+        fill[q <= 1e-4] = mean
+    for k in range(len(levels) - 2, -1, -1):
+        p, q, _ = levels[k]
+        size = (q.shape[1], q.shape[0])
+        if levels[k + 1][2]:  # the coarser level was halved both ways
+            up = cv2.pyrUp(fill, dstsize=size)
+        else:
+            up = cv2.resize(fill, size, interpolation=cv2.INTER_LINEAR)
+        if k == 0:  # full size: coverage is 0 or 1, the known pixels are put back below
+            fill = up
+            break
+        a = merge3(np.clip(q * 4.0, 0, 1))  # partial coverage blends with the coarse fill
+        fill = a * (p / merge3(np.maximum(q, 1e-6))) + (1 - a) * up
+    cv2.copyTo(img, known.astype(np.uint8), fill)
+    return fill
 
 
-def isophotes(
-    image: np.ndarray, known: np.ndarray, x: np.ndarray, y: np.ndarray,
-    scales: tuple[float, ...], contrast: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Isophote direction (unit x, y) and coherence in [0, 1) of the known pixels at the
-    points ``x``, ``y``: the structure tensor (gradients where the whole 3x3 neighbourhood
-    is known, Gaussian-averaged over known pixels) at each of ``scales``, the most coherent
-    one kept. Coherence is ((l1 - l2) / (l1 + l2 + contrast))^2: 0 for flat or isotropic
-    patches, near 1 for one strong straight edge."""
-    g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    valid = cv2.erode(
-        known.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE
-    )
-    pyramid = KnownPyramid(cv2.merge([gx * gx, gx * gy, gy * gy]), valid.astype(bool))
-    del g, gx, gy, valid
-    best_c = np.full(len(x), -1.0, np.float32)
-    best_phi = np.zeros(len(x), np.float32)
-    for rho in scales:
-        s = pyramid.sample(rho, x, y)
-        wsum = np.maximum(s[:, 3], 1e-6)
-        jxx, jxy, jyy = s[:, 0] / wsum, s[:, 1] / wsum, s[:, 2] / wsum
-        spread = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2)
-        c = (spread / (jxx + jyy + contrast)) ** 2
-        better = c > best_c
-        best_c[better] = c[better]
-        best_phi[better] = 0.5 * np.arctan2(2 * jxy, jxx - jyy)[better]  # gradient angle
-    return -np.sin(best_phi), np.cos(best_phi), np.maximum(best_c, 0)
+def membrane(image: np.ndarray, known: np.ndarray, y_every: int, soften: float) -> np.ndarray:
+    """:func:`push_pull` with rows reaching ``y_every`` times further, its row streaks
+    blurred across the rows more the further they are from the known pixels (full blur,
+    height / 40, at ``soften`` pixels)."""
+    out = push_pull(image, known, y_every)
+    dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
+    soft = cv2.GaussianBlur(out, (1, 0), sigmaX=0.1, sigmaY=max(2.0, known.shape[0] / 40))
+    a = np.clip(dist / soften, 0, 1, out=dist)
+    return cv2.blendLinear(out, soft, 1 - a, a)  # no (H, W, 3) weight copies
+
+
+def reduced(fill: HoleFill, image: np.ndarray, known: np.ndarray, pixels: int) -> np.ndarray:
+    """``fill`` run at about ``pixels`` (area-averaged known colours; pixels over half
+    known count as known), scaled back up under the holes; known pixels unchanged. No
+    full-size float copy is made."""
+    h, w = known.shape
+    f = (pixels / (h * w)) ** 0.5
+    size = (max(1, int(w * f)), max(1, int(h * f)))
+    known8 = known.astype(np.uint8)
+    cover = cv2.resize(known8 * np.float32(1), size, interpolation=cv2.INTER_AREA)
+    masked = cv2.bitwise_and(image, image, mask=known8)
+    colour = cv2.resize(masked, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = np.clip(colour / merge3(np.maximum(cover, 1e-6)) + 0.5, 0, 255).astype(np.uint8)
+    small_known = cover > 0.5 if (cover > 0.5).any() else cover > 0
+    out = cv2.resize(fill(small, small_known), (w, h), interpolation=cv2.INTER_LINEAR)
+    cv2.copyTo(image, known8, out)
+    return out
 
 
 class ClassicalFill(HoleFill):
-    """Oriented multi-scale extrapolation (module docstring); known pixels unchanged.
-
-    Serves both as the once-per-scene fill of the panorama and, with a small
-    ``max_pixels``, as a cheap per-frame fill."""
+    """Membrane plus continued edges (module docstring); known pixels unchanged."""
 
     def __init__(
         self,
-        spread: float = 0.5,
-        coherent_spread: float = 0.05,
-        sharpest: float = 0.5,
-        contrast: float = 8.0,
-        tensor_scales: tuple[float, ...] = (6.0, 12.0, 24.0),
+        edge_reach: float = 100.0,
+        y_every: int = 2,
+        soften: float = 96.0,
         max_pixels: int = 500_000,
+        extrapolator: Extrapolator | None = None,
     ):
-        if not (spread > 0 and coherent_spread > 0 and sharpest > 0):
+        if edge_reach <= 0 or y_every < 1 or soften <= 0:
             raise ValueError(
-                f"need spread > 0, coherent_spread > 0, sharpest > 0: "
-                f"{spread}, {coherent_spread}, {sharpest}"
+                f"need edge_reach > 0, y_every >= 1, soften > 0: {edge_reach}, {y_every}, {soften}"
             )
-        if contrast <= 0 or not tensor_scales or min(tensor_scales) <= 0 or max_pixels < 64:
-            raise ValueError(
-                f"need contrast > 0, tensor_scales > 0, max_pixels >= 64: "
-                f"{contrast}, {tensor_scales}, {max_pixels}"
-            )
-        # blur scale per pixel travelled: 0.5 falls off to the local colour about as fast
-        # as what the pixels hold stops being predictable (0.35 / 0.7 both scored lower)
-        self.spread = spread
-        # the same along a coherent edge: it continues nearly sharp (0.1 blurs thin bands)
-        self.coherent_spread = coherent_spread
-        self.sharpest = sharpest  # blur scale right at the border, in pixels
-        self.contrast = contrast  # tensor energy (grey levels^2) below which edges count little
-        self.tensor_scales = tuple(tensor_scales)
+        if max_pixels < 64:
+            raise ValueError(f"max_pixels must be >= 64, got {max_pixels}")
         # larger regions are filled at a reduced size: the fill's float buffers must not
-        # grow with the canvas (a long pan's panorama), and its result is smooth anyway
+        # grow with the canvas (a long pan's panorama); smaller sizes scored as well
         self.max_pixels = max_pixels
+        self.edge_reach = edge_reach  # pixels over which a continued edge fades out
+        # rows reach twice as far as columns: 2 scored above 3, 4 and 8 on the panoramas
+        # of the static dev clips (colours of one row band stay out of the next)
+        self.y_every = y_every
+        self.soften = soften  # distance at which row streaks are fully blurred across rows
+        self.edges = extrapolator or Extrapolator()
 
     def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
         check_fill_inputs(image, known)
@@ -196,75 +149,25 @@ class ClassicalFill(HoleFill):
         if not known.any():
             log.warning("nothing known to fill from; returning mid grey")
             return np.full_like(image, 128)
+        if known.size > self.max_pixels:
+            return reduced(self, image, known, self.max_pixels)
+        base = membrane(image, known, self.y_every, self.soften)
         h, w = known.shape
-        if h * w > self.max_pixels:
-            return self._reduced(image, known)
-        ys, xs, qy, qx, d = nearest_known(known)
-        y, x = ys.astype(np.float32), xs.astype(np.float32)
-        my, mx = (y - qy) / d, (x - qx) / d  # unit normal out of the known region
-        vx, vy, c = isophotes(image, known, qx, qy, self.tensor_scales, self.contrast)
-        dot = vx * mx + vy * my
-        flip = dot < 0  # orient each isophote into the hole
-        vx[flip], vy[flip], dot[flip] = -vx[flip], -vy[flip], -dot[flip]
-        # an isophote within ~66 degrees of the border does not enter the hole: fade it out
-        c *= np.clip((dot - 0.4) * 5, 0, 1)
-        ux, uy = c * vx + (1 - c) * mx, c * vy + (1 - c) * my
-        norm = np.sqrt(ux * ux + uy * uy) + 1e-6
-        ux, uy = ux / norm, uy / norm
-        t = d / np.maximum(ux * mx + uy * my, 0.2)  # way back to the border along u
-        sigma = self.sharpest + t * (self.spread * (1 - c) + self.coherent_spread * c)
-        colour = self._average(KnownPyramid(image, known), x - t * ux, y - t * uy, sigma, qx, qy)
-        out = image.copy()
-        out[ys, xs] = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
-        return out
-
-    def _average(
-        self, pyramid: KnownPyramid, x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
-        qx: np.ndarray, qy: np.ndarray,
-    ) -> np.ndarray:  # fmt: skip
-        """Normalized Gaussian average of known colours around (``x``, ``y``) at scale
-        ``sigma``, interpolated between scales a half octave apart. A little of the colour
-        at the nearest known pixel (``qx``, ``qy``) keeps a source point that falls where
-        nothing is known defined."""
-        s0 = self.sharpest
-        pos = np.clip(2 * np.log2(np.maximum(sigma, s0) / s0), 0, None)
-        order = np.argsort(pos, kind="stable")  # each scale's pixels become one slice
-        pos, x, y = pos[order], x[order], y[order]
-        lo = np.floor(pos).astype(np.int64)
-        frac = (pos - lo).astype(np.float32)
-        acc = 0.01 * pyramid.sample(s0, qx[order], qy[order])
-        bounds = np.searchsorted(lo, np.arange(int(lo[-1]) + 3))
-        for k in range(int(lo[-1]) + 2):
-            a, m, b = bounds[max(k - 1, 0)], bounds[k], bounds[k + 1]  # lo == k-1, lo == k
-            if a < b:
-                wk = np.concatenate([frac[a:m], 1 - frac[m:b]])
-                acc[a:b] += wk[:, None] * pyramid.sample(s0 * 2 ** (k / 2), x[a:b], y[a:b])
-        acc[order] = acc.copy()  # back to the callers' order
-        return acc[:, :3] / np.maximum(acc[:, 3:], 1e-9)
-
-    def _reduced(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """Fill at about ``max_pixels`` (area-averaged known colours; pixels over half
-        known count as known), scaled back up under the holes; known pixels unchanged.
-        No full-size float copy is made."""
-        h, w = known.shape
-        f = (self.max_pixels / (h * w)) ** 0.5
-        size = (max(1, int(w * f)), max(1, int(h * f)))
-        known8 = known.astype(np.uint8)
-        cover = cv2.resize(known8 * np.float32(1), size, interpolation=cv2.INTER_AREA)
-        masked = cv2.bitwise_and(image, image, mask=known8)
-        colour = cv2.resize(masked, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        cover3 = cv2.merge([np.maximum(cover, 1e-6)] * 3)
-        small = np.clip(colour / cover3 + 0.5, 0, 255).astype(np.uint8)
-        small_known = cover > 0.5 if (cover > 0.5).any() else cover > 0
-        out = cv2.resize(self(small, small_known), (w, h), interpolation=cv2.INTER_LINEAR)
-        cv2.copyTo(image, known8, out)
+        border = known | enclosed_gaps(known, max(3, round(GAP * min(h, w))))
+        if not border.all():
+            pyramid = KnownPyramid(image, known)
+            e = self.edges(image, known, border, pyramid)
+            wgt = (e.coherence * np.exp(-e.travel / self.edge_reach))[:, None]
+            base[e.ys, e.xs] = wgt * e.colour + (1 - wgt) * base[e.ys, e.xs]
+        out = np.clip(base + 0.5, 0, 255).astype(np.uint8)
+        cv2.copyTo(image, known.astype(np.uint8), out)
         return out
 
 
 class FrameFill(ClassicalFill):
     """The same fill for one frame at a time, run at about ``max_pixels`` and scaled up:
-    the fallback for frames whose panorama cannot be trusted. What it predicts is low in
-    detail, so the reduced size costs no measurable score and a fraction of the time."""
+    the fallback for frames the panorama cannot serve. What it predicts is low in
+    detail, so the reduced size costs no measurable score and most of the time."""
 
-    def __init__(self, max_pixels: int = 60_000, **kwargs: Any):
+    def __init__(self, max_pixels: int = 50_000, **kwargs: Any):
         super().__init__(max_pixels=max_pixels, **kwargs)
