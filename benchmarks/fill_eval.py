@@ -2,10 +2,14 @@
 
 Every GT clip is scaled to at most 854 wide, its 4:3 centre kept and the sides treated as
 unknown, as if no frame of the scene had shown them: a pessimistic proxy for the pixels
-the panorama never saw (every clip is handled as a static shot). Two modes per fill:
+the panorama never saw (every clip is handled as a static shot). Three modes per fill:
 
 * ``scene``: the temporal median of each shot's centre crops is filled once and its sides
   pasted beside every frame of the shot (what the product does for a static shot);
+* ``panorama``: what the fill is really handed: each shot's centre crops go through the
+  outpaint stage (``stages.outpaint``) in-process, and the panorama and known mask its
+  fill receives (foreground masked, ragged borders) are recorded once; kept only where
+  the panorama lines up with the frames (static shots), and scored like ``scene``;
 * ``frame``: each scored frame is filled on its own (the low-confidence fallback).
 
 Scores on the side pixels of evenly spaced frames: PSNR (MSE pooled), SSIM, and the detail
@@ -27,6 +31,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -76,12 +81,15 @@ class Clip:
         )
         self.truth = [frames[i] for i in self.picks]
         self.shot = [shot[i] for i in self.picks]
-        self.medians = {}
+        self.medians: dict[int, np.ndarray] = {}
+        self.panoramas: dict[int, tuple[np.ndarray, np.ndarray, int, int] | None] = {}
+        extra = w - (self.right - self.left)
         for s in sorted(set(self.shot)):
-            stack = np.stack(
-                [f[:, self.left : self.right] for f, k in zip(frames, shot, strict=True) if k == s]
-            )
-            self.medians[s] = np.median(stack, axis=0).astype(np.uint8)
+            crops = [
+                f[:, self.left : self.right] for f, k in zip(frames, shot, strict=True) if k == s
+            ]
+            self.medians[s] = np.median(np.stack(crops), axis=0).astype(np.uint8)
+            self.panoramas[s] = panorama_input(crops, self.medians[s], extra, s)
         self.cuts = max(shot)
 
     def canvas(self, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +100,60 @@ class Clip:
         known = np.zeros((h, w), bool)
         known[:, self.left : self.right] = True
         return image, known
+
+
+class _Recorder:
+    """A fill that records its first input and returns the known colours' mean."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        self.calls.append((image.copy(), known.copy()))
+        out = image.copy()
+        out[~known] = image[known].mean(0) if known.any() else 128
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def panorama_input(
+    crops: list[np.ndarray], median: np.ndarray, extra: int, scene: int
+) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+    """The (panorama, known, row, column of the full frame's top-left) the outpaint stage
+    hands its fill for one shot of 4:3 ``crops`` widened by ``extra`` columns, or None
+    when the panorama does not line up with the frames within 3 grey levels (moving
+    camera) or was never filled."""
+    from stages.base import VideoInfo, Window
+    from stages.outpaint import PanoramaOutpaint
+
+    h, w = crops[0].shape[:2]
+    rec = _Recorder()
+    stage = PanoramaOutpaint(Fraction(w + extra, h), fill=rec)  # type: ignore[arg-type]
+    stage.configure(VideoInfo(w, h, Fraction(1, 24)))
+    for i, crop in enumerate(crops):
+        stage.peek(crop, scene, i == 0)
+    list(stage.process(Window(list(crops), list(range(len(crops))), scene)))
+    stage.close()
+    if not rec.calls:
+        return None
+    image, known = rec.calls[0]
+    ch, cw = known.shape
+    if ch > 1.25 * h or cw > 1.25 * (w + extra):
+        return None
+    best = (np.inf, 0, 0)
+    for dy in range(ch - h + 1):
+        for dx in range(cw - w + 1):
+            k = known[dy : dy + h, dx : dx + w]
+            if k.mean() > 0.3:
+                err = np.abs(image[dy : dy + h, dx : dx + w][k].astype(np.float32) - median[k])
+                best = min(best, (float(err.mean()), dy, dx))
+    err, dy, dx = best
+    left = dx - extra // 2
+    if err > 3 or left < 0 or dy + h > ch or left + w + extra > cw:
+        return None
+    return image, known, dy, left
 
 
 def cached_clip(path: Path, cache: Path | None) -> Clip:
@@ -151,6 +213,25 @@ def run_scene(fill: Fill, clip: Clip) -> tuple[list[np.ndarray], float]:
         o[:, clip.left : clip.right] = f[:, clip.left : clip.right]
         out.append(o)
     return out, seconds / len(clip.medians)
+
+
+def run_panorama(fill: Fill, clip: Clip) -> tuple[list[np.ndarray], float] | None:
+    """Each shot's recorded panorama filled once, its sides pasted beside the scored
+    frames; None when some shot has no usable panorama."""
+    if any(p is None for p in clip.panoramas.values()):
+        return None
+    h, w = clip.truth[0].shape[:2]
+    filled, seconds = {}, 0.0
+    for s, (image, known, dy, dx) in clip.panoramas.items():
+        t0 = time.perf_counter()
+        filled[s] = fill(image, known)[dy : dy + h, dx : dx + w]
+        seconds += time.perf_counter() - t0
+    out = []
+    for f, s in zip(clip.truth, clip.shot, strict=True):
+        o = filled[s].copy()
+        o[:, clip.left : clip.right] = f[:, clip.left : clip.right]
+        out.append(o)
+    return out, seconds / len(clip.panoramas)
 
 
 def frame_idx(clip: Clip) -> list[int]:
@@ -219,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fills", default="new,frame_fill,old,telea_fill", help="comma-separated")
     ap.add_argument("--clips", default="", help="comma-separated clip names (default all)")
-    ap.add_argument("--modes", default="scene,frame")
+    ap.add_argument("--modes", default="scene,panorama,frame")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "fill_eval.json")
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep prepared clips in")
     ap.add_argument("--merge", action="store_true", help="keep other fills' entries in --out")
@@ -246,8 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             fill = known_fills[n]()
             entry[n] = {}
             for mode in modes:
-                out, sec = (run_scene if mode == "scene" else run_frame)(fill, clip)
-                idx = range(len(out)) if mode == "scene" else frame_idx(clip)
+                run = {"scene": run_scene, "panorama": run_panorama, "frame": run_frame}[mode]
+                got = run(fill, clip)
+                if got is None:
+                    continue
+                out, sec = got
+                idx = frame_idx(clip) if mode == "frame" else range(len(out))
                 entry[n][mode] = scores(out, clip, idx) | {"ms_per_call": round(sec * 1000, 1)}
         log.info("%s: %s", cname, {k: v for k, v in entry.items() if k != "shots"})
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +353,12 @@ def markdown(report: dict, names: Sequence[str], modes: Sequence[str]) -> str:
             cells = []
             for m in methods:
                 s = e.get(m, {}).get(mode)
+                if (
+                    mode == "panorama"
+                    and m in ("telea", "blur")
+                    and any("panorama" in e.get(n, {}) for n in names)
+                ):  # per-frame baselines on the same frames
+                    s = e[m]["scene"]
                 if s is None:
                     cells.append("-")
                     continue
