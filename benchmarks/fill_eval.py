@@ -198,6 +198,16 @@ def scores(out: list[np.ndarray], clip: Clip, idx: Sequence[int]) -> dict[str, f
     }
 
 
+def beside(filled: dict[int, np.ndarray], clip: Clip) -> list[np.ndarray]:
+    """Each scored frame with the sides of its shot's filled picture."""
+    out = []
+    for f, s in zip(clip.truth, clip.shot, strict=True):
+        o = filled[s].copy()
+        o[:, clip.left : clip.right] = f[:, clip.left : clip.right]
+        out.append(o)
+    return out
+
+
 def run_scene(fill: Fill, clip: Clip) -> tuple[list[np.ndarray], float]:
     """Each shot's median filled once, its sides pasted beside the scored frames."""
     filled, seconds = {}, 0.0
@@ -207,12 +217,7 @@ def run_scene(fill: Fill, clip: Clip) -> tuple[list[np.ndarray], float]:
         filled[s] = fill(image, known)
         seconds += time.perf_counter() - t0
         assert np.array_equal(filled[s][known], image[known]), "fill changed known pixels"
-    out = []
-    for f, s in zip(clip.truth, clip.shot, strict=True):
-        o = filled[s].copy()
-        o[:, clip.left : clip.right] = f[:, clip.left : clip.right]
-        out.append(o)
-    return out, seconds / len(clip.medians)
+    return beside(filled, clip), seconds / len(clip.medians)
 
 
 def run_panorama(fill: Fill, clip: Clip) -> tuple[list[np.ndarray], float] | None:
@@ -226,12 +231,7 @@ def run_panorama(fill: Fill, clip: Clip) -> tuple[list[np.ndarray], float] | Non
         t0 = time.perf_counter()
         filled[s] = fill(image, known)[dy : dy + h, dx : dx + w]
         seconds += time.perf_counter() - t0
-    out = []
-    for f, s in zip(clip.truth, clip.shot, strict=True):
-        o = filled[s].copy()
-        o[:, clip.left : clip.right] = f[:, clip.left : clip.right]
-        out.append(o)
-    return out, seconds / len(clip.panoramas)
+    return beside(filled, clip), seconds / len(clip.panoramas)
 
 
 def frame_idx(clip: Clip) -> list[int]:
@@ -286,11 +286,11 @@ def telea_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 def fills() -> dict[str, Callable[[], Fill]]:
     """Name -> factory of every fill this benchmark knows."""
-    from stages.fill import ClassicalFill, FrameFill
+    from stages.fill import ClassicalFill
 
     return {
         "new": ClassicalFill,
-        "frame_fill": FrameFill,
+        "new_full_size": lambda: ClassicalFill(work_height=1 << 20, max_pixels=1 << 40),
         "old": old_fill,
         "telea_fill": lambda: telea_fill,
     }
@@ -298,7 +298,7 @@ def fills() -> dict[str, Callable[[], Fill]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fills", default="new,frame_fill,old,telea_fill", help="comma-separated")
+    ap.add_argument("--fills", default="new,new_full_size,old,telea_fill", help="comma-separated")
     ap.add_argument("--clips", default="", help="comma-separated clip names (default all)")
     ap.add_argument("--modes", default="scene,panorama,frame")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "fill_eval.json")

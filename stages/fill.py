@@ -14,14 +14,14 @@ Two layers, both multi-scale:
 
 No texture is added: detail mirrored in from the border scored no better (PSNR, SSIM) on
 the never-seen pixels of the dev clips than none. :class:`ClassicalFill` fills a scene's
-panorama once; :class:`FrameFill` is the same at a small size, per frame. Both are scored
-against per-frame Telea by ``benchmarks/fill_eval.py``.
+panorama once, and is cheap enough to fill single frames too. Scored against per-frame
+Telea by ``benchmarks/fill_eval.py``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -97,12 +97,16 @@ def membrane(image: np.ndarray, known: np.ndarray, y_every: int, soften: float) 
     return cv2.blendLinear(out, soft, 1 - a, a)  # no (H, W, 3) weight copies
 
 
-def reduced(fill: HoleFill, image: np.ndarray, known: np.ndarray, pixels: int) -> np.ndarray:
-    """``fill`` run at about ``pixels`` (area-averaged known colours; pixels over half
+def reduced(
+    fill: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    image: np.ndarray,
+    known: np.ndarray,
+    f: float,
+) -> np.ndarray:
+    """``fill`` run at ``f`` times the size (area-averaged known colours; pixels over half
     known count as known), scaled back up under the holes; known pixels unchanged. No
     full-size float copy is made."""
     h, w = known.shape
-    f = (pixels / (h * w)) ** 0.5
     size = (max(1, int(w * f)), max(1, int(h * f)))
     known8 = known.astype(np.uint8)
     cover = cv2.resize(known8 * np.float32(1), size, interpolation=cv2.INTER_AREA)
@@ -116,13 +120,19 @@ def reduced(fill: HoleFill, image: np.ndarray, known: np.ndarray, pixels: int) -
 
 
 class ClassicalFill(HoleFill):
-    """Membrane plus continued edges (module docstring); known pixels unchanged."""
+    """Membrane plus continued edges (module docstring); known pixels unchanged.
+
+    Runs at ``work_height`` rows (scaled down when taller, and to at most ``max_pixels``)
+    and is scaled up under the holes: what it predicts is low in detail, and the working
+    size makes it behave the same at any resolution. Cheap enough (a few tens of ms) to
+    serve per frame too, as the fallback for frames the panorama cannot serve."""
 
     def __init__(
         self,
         edge_reach: float = 100.0,
         y_every: int = 2,
         soften: float = 96.0,
+        work_height: int = 160,
         max_pixels: int = 500_000,
         extrapolator: Extrapolator | None = None,
     ):
@@ -130,16 +140,20 @@ class ClassicalFill(HoleFill):
             raise ValueError(
                 f"need edge_reach > 0, y_every >= 1, soften > 0: {edge_reach}, {y_every}, {soften}"
             )
-        if max_pixels < 64:
-            raise ValueError(f"max_pixels must be >= 64, got {max_pixels}")
-        # larger regions are filled at a reduced size: the fill's float buffers must not
-        # grow with the canvas (a long pan's panorama); smaller sizes scored as well
-        self.max_pixels = max_pixels
-        self.edge_reach = edge_reach  # pixels over which a continued edge fades out
+        if work_height < 8 or max_pixels < 64:
+            raise ValueError(
+                f"need work_height >= 8, max_pixels >= 64: {work_height}, {max_pixels}"
+            )
+        # 160 rows scored as well as full size on clean-bordered frames and better on the
+        # ragged panoramas (structures of the whole picture, not of its noise, count)
+        self.work_height = work_height
+        self.max_pixels = max_pixels  # bounds the float buffers of a wide panorama
+        # working-size pixels over which a continued edge fades out
+        self.edge_reach = edge_reach
         # rows reach twice as far as columns: 2 scored above 3, 4 and 8 on the panoramas
         # of the static dev clips (colours of one row band stay out of the next)
         self.y_every = y_every
-        self.soften = soften  # distance at which row streaks are fully blurred across rows
+        self.soften = soften  # working-size distance at which row streaks are fully blurred
         self.edges = extrapolator or Extrapolator()
 
     def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -149,8 +163,16 @@ class ClassicalFill(HoleFill):
         if not known.any():
             log.warning("nothing known to fill from; returning mid grey")
             return np.full_like(image, 128)
-        if known.size > self.max_pixels:
-            return reduced(self, image, known, self.max_pixels)
+        h = known.shape[0]
+        f = min(1.0, self.work_height / h, (self.max_pixels / known.size) ** 0.5)
+        if f < 0.95:
+            return reduced(self._fill, image, known, f)
+        return self._fill(image, known)
+
+    def _fill(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """The fill at the given size."""
+        if known.all() or not known.any():
+            return image.copy() if known.all() else np.full_like(image, 128)
         base = membrane(image, known, self.y_every, self.soften)
         h, w = known.shape
         border = known | enclosed_gaps(known, max(3, round(GAP * min(h, w))))
@@ -164,10 +186,4 @@ class ClassicalFill(HoleFill):
         return out
 
 
-class FrameFill(ClassicalFill):
-    """The same fill for one frame at a time, run at about ``max_pixels`` and scaled up:
-    the fallback for frames the panorama cannot serve. What it predicts is low in
-    detail, so the reduced size costs no measurable score and most of the time."""
-
-    def __init__(self, max_pixels: int = 50_000, **kwargs: Any):
-        super().__init__(max_pixels=max_pixels, **kwargs)
+FrameFill = ClassicalFill  # the per-frame fallback is the same fill (see its docstring)
