@@ -15,7 +15,7 @@ the panorama never saw (every clip is handled as a static shot). Three modes per
 Scores on the side pixels of evenly spaced frames: PSNR (MSE pooled), SSIM, and the detail
 ratio (mean gradient magnitude of the fill over the truth's; 1 = as much detail as the
 truth). Per-frame Telea (radius 3) and the blurred pillarbox run in the same process as
-baselines. Writes JSON and prints a Markdown table.
+baselines. Writes JSON and the Markdown tables beside it (``results/fill_eval.md``).
 
     python benchmarks/fill_eval.py [--fills new,old] [--clips bear,skater] [--out PATH]
 """
@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import pickle
+import shlex
 import subprocess
 import sys
 import time
@@ -337,7 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%s: %s", cname, {k: v for k, v in entry.items() if k != "shots"})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(markdown(report, names, modes))
+    table = markdown(report, names, modes)
+    args.out.with_suffix(".md").write_text(f"`{shlex.join(sys.argv)}`\n{table}\n")
+    print(table)
     return 0
 
 
