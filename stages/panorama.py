@@ -3,9 +3,8 @@
 Registered background samples (gain-compensated, foreground and unreliable border pixels
 excluded) are combined per pixel by a robust estimate, once per window: the temporal
 median of up to ``max_samples`` evenly spaced frames (default) or the sample nearest in
-time to the window's middle. Measured on the dev clips (stage side PSNR, bear / skater /
-tennis): median 18.17 / 17.76 / 22.40 dB, nearest 18.15 / 17.75 / 22.31 dB, and the
-median also drops characters that move over the background, so median it is. Each
+time to the window's middle. The median scored at least as well on the dev clips and
+also drops characters that move over the background, so median it is. Each
 window's estimate then overwrites the scene panorama where it has
 data, so memory is one canvas plus one window's samples however long the scene, and later
 windows (closer in time) win. The canvas has a bounded size: ``scale`` shrinks large

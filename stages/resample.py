@@ -51,12 +51,12 @@ class Resampler:
             raise ValueError(f"bad geometry: in {in_width}, out {out_width}, height {height}")
         self.in_width, self.out_width, self.height = in_width, out_width, height
         self.offset = (out_width - in_width) // 2
-        # colour-matching band: 8 px at 640 wide (side PSNR +0.07 dB on bear against 16 px)
+        # colour-matching band: 8 px at 640 wide (narrower follows local colour better)
         self.band = band if band is not None else max(2, round(in_width * 0.0125))
         if not 1 <= self.band <= in_width // 2:
             raise ValueError(f"band must be in [1, {in_width // 2}], got {self.band}")
-        # the mirrored original moves against the pan: keep its cross-fade short (measured
-        # on the dev clips, side PSNR / TDE: 4 px at 640 wide beats 16 px on all three)
+        # the mirrored original moves against the pan: keep its cross-fade short (4 px at
+        # 640 wide)
         self.fade = fade if fade is not None else min(self.band, max(1, round(in_width * 0.006)))
         if not 0 <= self.fade <= self.band:
             raise ValueError(f"fade must be in [0, {self.band}], got {self.fade}")

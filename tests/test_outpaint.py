@@ -143,8 +143,8 @@ def test_memory_stays_bounded_over_a_long_pan():
         sl = slice(10 * k, 10 * k + 10)
         win = Window(clip.frames[sl], list(range(10 * k, 10 * k + 10)), 0, k > 0, k == 5)
         assert len(list(st.process(win))) == 10
-        assert st._scene is not None and st._scene.pano.canvas is not None
-        widths.append(st._scene.pano.canvas.width)
+        assert st.canvas is not None
+        widths.append(st.canvas.width)
     assert max(widths) <= round(1.5 * OUT_W)  # 240 px of pan, canvas capped near 1.5 views
 
 
@@ -158,8 +158,8 @@ def test_a_long_tilt_is_bounded_by_the_height_extent():
         sl = slice(10 * k, 10 * k + 10)
         win = Window(frames[sl], list(range(10 * k, 10 * k + 10)), 0, k > 0, k == 3)
         assert len(list(st.process(win))) == 10
-        assert st._scene is not None and st._scene.pano.canvas is not None
-        heights.append(st._scene.pano.canvas.height)
+        assert st.canvas is not None
+        heights.append(st.canvas.height)
     assert heights[0] > H  # the tilt needs more than one frame height ...
     assert max(heights) <= round(1.25 * H)  # ... 117 px of it, the canvas capped
     with pytest.raises(ValueError, match="max_extent_y"):
@@ -264,14 +264,17 @@ def test_registering_ahead_from_peeks_gives_the_same_frames(budget_frames, monke
     """Frames registered as they settle in the scene buffer (peek) and frames registered
     when their window arrives give bit-identical output, across cuts, scenes shorter and
     longer than the registration lag, and the windows of a scene longer than the budget."""
-    from stages import outpaint
+    from stages import registrar
     from stream.scenes import SceneBuffer, make_detector
     from tests.synthetic import cut_clip
 
     frames, cuts = cut_clip([70, 20, 80])
-    seen = []
-    see = outpaint._Registrar.see
-    monkeypatch.setattr(outpaint._Registrar, "see", lambda r, im: (seen.append(1), see(r, im)))
+    seen, made = [], []
+    see, init = registrar.Registrar.see, registrar.Registrar.__init__
+    monkeypatch.setattr(registrar.Registrar, "see", lambda r, im: (seen.append(1), see(r, im)))
+    monkeypatch.setattr(
+        registrar.Registrar, "__init__", lambda r, *a, **k: (made.append(r), init(r, *a, **k))[1]
+    )
 
     def widen(peek: bool) -> tuple[list[np.ndarray], PanoramaOutpaint]:
         st = PanoramaOutpaint(Fraction(16, 9))
@@ -294,7 +297,7 @@ def test_registering_ahead_from_peeks_gives_the_same_frames(budget_frames, monke
 
     ahead, st = widen(True)
     assert len(seen) == len(frames)  # each frame seen once, ahead: none again at its window
-    assert not st._registrars  # every frame seen ahead was taken
+    assert made and all(r.pending == 0 for r in made)  # every frame seen ahead was taken
     plain, _ = widen(False)
     assert len(ahead) == len(plain) == len(frames)
     for a, b in zip(ahead, plain, strict=True):
@@ -313,7 +316,7 @@ def test_tracking_error_on_the_worker_is_raised_by_process(monkeypatch):
     track = MotionTracker.track
 
     def failing(self, frames, masks=None):
-        calls.append(threading.current_thread().name)
+        calls.append(threading.current_thread())
         if len(calls) == 5:
             raise RuntimeError("tracking broke")
         return track(self, frames, masks)
@@ -325,26 +328,6 @@ def test_tracking_error_on_the_worker_is_raised_by_process(monkeypatch):
         st.peek(f, 0, i == 0)
     with pytest.raises(RuntimeError, match="tracking broke"):
         list(st.process(Window(clip.frames, list(range(N)), 0)))
-    assert calls and all(name.startswith("remaster-register") for name in calls)
-    assert st._worker is not None
-    threads = set(st._worker._threads)
+    assert calls and all(t.name.startswith("remaster-register") for t in calls)
     st.close()
-    assert threads and not any(t.is_alive() for t in threads)
-
-
-def test_fast_pans_get_extra_samples_static_shots_do_not():
-    from stages.motion import Motion
-
-    st = PanoramaOutpaint(Fraction(16, 9), max_samples=8)
-
-    def pan(step):  # frame i sits step * i pixels right of the reference
-        return [
-            Motion(np.array([[1, 0, step * i], [0, 1, 0], [0, 0, 1.0]]), True) for i in range(200)
-        ]
-
-    static = st._samples(pan(0.0), W, H)
-    assert len(static) == 8 and static[0] == 0 and static[-1] == 199
-    fast = st._samples(pan(2.0), W, H)  # 400 px over the window: 25 samples' worth at 10 %
-    assert set(static) < set(fast) and len(fast) == 16  # capped at twice max_samples
-    slow = st._samples(pan(0.2), W, H)  # 40 px: the even samples are close enough
-    assert slow == static
+    assert not any(t.is_alive() for t in calls)

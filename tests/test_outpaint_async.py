@@ -10,9 +10,18 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from stages.base import HoleFill, Stage, StageChain, VideoInfo, Window, frames_of
+from stages.base import (
+    HoleFill,
+    Stage,
+    StageChain,
+    VideoInfo,
+    Window,
+    frames_of,
+    widened_width,
+)
 from stages.fill import ClassicalFill
-from stages.outpaint import PanoramaOutpaint, _Registrar
+from stages.outpaint import PanoramaOutpaint
+from stages.registrar import Registrar
 from tests.synthetic import cut_clip
 
 W, H = 160, 120
@@ -145,7 +154,7 @@ def test_fill_runs_while_next_window_is_registered(clip, monkeypatch):
     release = threading.Event()
     fill = FakeAsyncFill(gates={0: release})
     seen: list[bool] = []
-    take = _Registrar.take  # registers the window's frames not registered yet
+    take = Registrar.take  # registers the window's frames not registered yet
 
     def recording_take(self, *args, **kw):
         result = take(self, *args, **kw)
@@ -155,7 +164,7 @@ def test_fill_runs_while_next_window_is_registered(clip, monkeypatch):
             release.set()
         return result
 
-    monkeypatch.setattr(_Registrar, "take", recording_take)
+    monkeypatch.setattr(Registrar, "take", recording_take)
     st = make_stage(fill)
     assert list(st.process(window(frames, windows[0]))) == []
     out = list(st.process(window(frames, windows[1])))
@@ -173,7 +182,7 @@ def test_finish_releases_the_last_window_once(clip):
     assert list(st.process(window(frames, windows[2]))) == []
     tail = list(st.finish())
     assert [f.pts for f in tail] == [10 * i + 3 for i in range(22, 36)]
-    assert all(f.image.shape == (H, st._resampler.out_width, 3) for f in tail)
+    assert all(f.image.shape == (H, widened_width(W, H, Fraction(16, 9)), 3) for f in tail)
     assert list(st.finish()) == []
     st.close()
     # a synchronous fill holds nothing back
@@ -207,7 +216,7 @@ def test_close_with_a_pending_window_does_not_hang(clip):
     assert list(st.process(window(frames, windows[0]))) == []
     release.set()
     st.close()
-    assert fill.closed and st._pending is None
+    assert fill.closed and list(st.finish()) == []  # the pending window was dropped
 
 
 class Labels(Stage):
