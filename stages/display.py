@@ -1,9 +1,11 @@
 """What a scene's frames are rendered from: its background panorama with the holes filled.
 
-:class:`SceneDisplay` owns the filled panorama of one scene on the panorama's canvas and
-follows the canvas when it grows or moves. Pixels already shown (real or filled) keep
-their values unless real background arrives for them, so the fill does not flicker at
-window boundaries, and memory stays one bounded canvas per scene. What the frames' views
+:class:`SceneDisplay` owns the filled panorama of one background segment of a scene (see
+:mod:`stages.motion`) on the panorama's canvas and follows the canvas when it grows or
+moves, or when the segment goes on from a new reference (:meth:`SceneDisplay.carry`).
+Pixels already shown (real or filled) keep their values unless real background arrives
+for them, so the fill does not flicker at window boundaries, and memory stays one
+bounded canvas per scene. What the frames' views
 need and nothing showed is filled through :meth:`stages.base.HoleFill.submit`, in one
 rectangle per window, so a fill that runs in the background overlaps other work.
 """
@@ -19,17 +21,18 @@ import cv2
 import numpy as np
 
 from stages.base import HoleFill
-from stages.panorama import Canvas, ScenePanorama, move_to
+from stages.panorama import Canvas, ScenePanorama, move_to, warp_canvas
 from stages.regions import needed
 
 log = logging.getLogger(__name__)
 
 
 class SceneDisplay:
-    """The filled panorama of one scene (``index``), on ``pano``'s canvas."""
+    """The filled panorama of one background segment (``segment``) of a scene (``index``),
+    on ``pano``'s canvas."""
 
-    def __init__(self, index: int, pano: ScenePanorama):
-        self.index = index
+    def __init__(self, index: int, pano: ScenePanorama, segment: int = 0):
+        self.index, self.segment = index, segment
         self.pano = pano
         self.image: np.ndarray | None = None  # (h, w, 3) uint8 on pano.canvas
         self.shown: np.ndarray | None = None  # (h, w) bool: pixels already real or filled
@@ -60,6 +63,26 @@ class SceneDisplay:
             self.shown = move_to(self.shown, old, pano.canvas, False)
         self.image[updated] = pano.image[updated]
         self.shown |= updated
+
+    def carry(
+        self, segment: int, link: np.ndarray, need: np.ndarray, max_size: tuple[int, int]
+    ) -> None:
+        """Go on as ``segment``, whose reference is this one's mapped by ``link`` (old ->
+        new reference): what is stored and filled moves into the new coordinates, on a
+        canvas covering ``need`` (new coordinates) and what fits of the old one."""
+        self.segment = segment
+        if self.image is None or self.shown is None:
+            return
+        old = self.pano.canvas
+        image = self.settle()
+        matrix = self.pano.carry(link, need, max_size)
+        canvas = self.pano.canvas
+        if matrix is None or canvas is None:
+            self.image = self.shown = None  # nothing kept: start afresh
+            return
+        self.image = warp_canvas(image, matrix, canvas)
+        self.shown = warp_canvas(self.shown, matrix, canvas)
+        log.debug("scene %d: segment %d carried over from %s", self.index, segment, old)
 
     def fill_views(
         self,

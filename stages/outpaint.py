@@ -30,10 +30,11 @@ import numpy as np
 
 from stages.base import Frame, HoleFill, Stage, VideoInfo, Window, widened_width
 from stages.display import SceneDisplay
+from stages.fallback import FrameFill
 from stages.fill import ClassicalFill
 from stages.foreground import ForegroundMasker, apply_gain, sample_masks
 from stages.gate import GateDetector
-from stages.motion import Motion, MotionTracker
+from stages.motion import Motion, MotionTracker, is_flat
 from stages.panorama import Canvas, ScenePanorama, quad_bounds
 from stages.regions import view_polygons, view_to_canvas
 from stages.registrar import Registrations
@@ -44,7 +45,13 @@ from stages.vignette import Vignette
 log = logging.getLogger(__name__)
 
 FILL_CONTEXT = 0.25  # known context around the holes handed to the fill, in frame heights
+# the per-frame fallback fill works at about this many pixels: fast, and still ahead of
+# per-frame Telea at full size on every dev clip
+FRAME_FILL_PIXELS = 80_000
 POOL_THREADS = 2  # threads for the independent parts of a window's work
+# samples whose exposure gain to the window's background leaves this range are left out
+# (frames of a fade or a flash; gain_to clips at 0.5 and 2)
+MIN_GAIN, MAX_GAIN = 0.55, 1.8
 # film-gate pixels must be dark in every frame, not only on average (see GateDetector):
 # for the window's gate (seams, samples, foreground); not for the registrars' tracking
 # masks, where dark border rows that move are poor features anyway (it cost there)
@@ -52,16 +59,30 @@ GATE_MAX_CV = 0.35
 
 
 @dataclass
-class _Pending:
-    """A composited window not rendered yet: with a fill in the background its frames
-    wait for the fill while the next window is worked on."""
+class _Part:
+    """Consecutive frames of a window in one background segment (``display``) or in none
+    (``display`` None), composited and waiting to be rendered: with a fill in the
+    background, while the next part is worked on."""
 
-    window: Window
-    display: SceneDisplay
-    views: list[np.ndarray]  # output-to-canvas matrix per frame
-    unreliable: np.ndarray  # gate mask at the time of the window, for the seams
+    frames: list[np.ndarray]
+    pts: list[int]
+    display: SceneDisplay | None
+    views: list[np.ndarray]  # output-to-canvas matrix per frame (with a display)
+    unreliable: np.ndarray  # gate mask at the time of the part, for the seams
     falloff: np.ndarray | None  # lens falloff over the widened frame (h, out_w, 3), if any
+    last: bool  # the part ends its scene
     image: np.ndarray | None = None  # the filled panorama, once the display went on
+
+
+def parts(motions: list[Motion]) -> list[tuple[int, int]]:
+    """(start, stop) of the runs of frames in one segment, or in none, in order."""
+    out: list[tuple[int, int]] = []
+    for i, m in enumerate(motions):
+        if i == 0 or m.segment != motions[i - 1].segment or m.link is not None:
+            out.append((i, i + 1))
+        else:
+            out[-1] = (out[-1][0], i + 1)
+    return out
 
 
 class PanoramaOutpaint(Stage):
@@ -76,6 +97,7 @@ class PanoramaOutpaint(Stage):
         segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
         dump_dir: Path | None = None,
         *,
+        frame_fill: HoleFill | None = None,
         model: str = "auto",
         composite: str = "median",
         max_samples: int = 16,
@@ -93,10 +115,13 @@ class PanoramaOutpaint(Stage):
                 f"bad sizes: small_width {small_width}, pano_height {pano_height}, "
                 f"max_extent {max_extent}, max_extent_y {max_extent_y}"
             )
-        if fill is not None and not isinstance(fill, HoleFill):
-            raise TypeError(f"fill must be a HoleFill, got {type(fill).__name__}")
+        for name, f in (("fill", fill), ("frame_fill", frame_fill)):
+            if f is not None and not isinstance(f, HoleFill):
+                raise TypeError(f"{name} must be a HoleFill, got {type(f).__name__}")
         self.aspect = Fraction(aspect)
         self.fill = fill if fill is not None else ClassicalFill()
+        # frames that belong to no background segment are filled from their own pixels
+        self.frame_fill = frame_fill or ClassicalFill(max_pixels=FRAME_FILL_PIXELS)
         self.masker = ForegroundMasker(segmenter)
         self.dump_dir = Path(dump_dir) if dump_dir is not None else None
         self.model, self.composite, self.max_samples = model, composite, max_samples
@@ -112,9 +137,10 @@ class PanoramaOutpaint(Stage):
         self._resampler: Resampler | None = None
         self._gate = GateDetector(max_cv=GATE_MAX_CV)
         self.vignette: Vignette | None = Vignette() if vignette else None
-        self._display: SceneDisplay | None = None  # of the scene in progress
+        self._display: SceneDisplay | None = None  # of the segment in progress
         self._registrations: Registrations | None = None  # fed by peek()
-        self._pending: _Pending | None = None  # window held back while its fill runs
+        self._frames: FrameFill | None = None  # the per-frame fallback
+        self._pending: _Part | None = None  # part held back while its fill runs
         self._pool: ThreadPoolExecutor | None = None  # runs independent parts of a window
 
     @property
@@ -128,6 +154,7 @@ class PanoramaOutpaint(Stage):
         out_w = widened_width(info.width, info.height, self.aspect)
         self._info = info
         self._resampler = Resampler(info.width, out_w, info.height)
+        self._frames = FrameFill(self.frame_fill, info.width, out_w, info.height)
         if self._registrations is not None:
             self._registrations.close()
         self._registrations = Registrations((info.width, info.height), self.model, self.work_width)
@@ -146,9 +173,9 @@ class PanoramaOutpaint(Stage):
         self._registrations.see(image, scene, starts)
 
     def process(self, window: Window) -> Iterator[Frame]:
-        """Widen the window's frames (with a fill in the background: those of the previous
-        window; this window's come from the next call or :meth:`finish`, so up to two
-        windows of frames are held). Output frames, order and pts do not depend on it."""
+        """Widen the window's frames (with a fill in the background, the last part of them
+        comes from the next call or :meth:`finish`, so up to two windows of frames are
+        held). Output frames, order and pts do not depend on it."""
         if self._info is None or self._registrations is None:
             raise RuntimeError("configure() must be called before process()")
         if not window.frames:
@@ -157,23 +184,59 @@ class PanoramaOutpaint(Stage):
         for i, f in enumerate(window.frames):
             if f.shape != (h, w, 3) or f.dtype != np.uint8:
                 raise ValueError(f"frame {i} must be uint8 {(h, w, 3)}, got {f.dtype} {f.shape}")
-        display = self._display
-        if display is None or not window.continues or display.index != window.scene:
-            pano = ScenePanorama(self.composite, 2 * self.max_samples, self._map)
-            display = self._display = SceneDisplay(window.scene, pano)
         motions = self._registrations.motions(
             window.frames, window.scene, window.continues, window.last
         )
-        views = self._composite(display, window, motions)
-        ready = _Pending(
-            window, display, views, self._gate.mask((w, h), margin=False), self._falloff(display)
-        )
-        if not self.fill.in_background:
-            yield from self._release(ready)
-            return
-        previous, self._pending = self._pending, ready
-        if previous is not None:
-            yield from self._release(previous)
+        for start, stop in parts(motions):
+            part = self._part(window, start, stop, motions[start:stop])
+            if not self.fill.in_background:
+                yield from self._release(part)
+                continue
+            previous, self._pending = self._pending, part
+            if previous is not None:
+                yield from self._release(previous)
+
+    def _part(self, window: Window, start: int, stop: int, motions: list[Motion]) -> _Part:
+        """Composite the frames ``start:stop`` of the window (one segment, or none)."""
+        assert self._info is not None
+        w, h = self._info.width, self._info.height
+        frames = window.frames[start:stop]
+        display, views, falloff = None, [], None
+        if motions[0].placed:
+            continues = window.continues or start > 0
+            display = self._display_for(window.scene, motions[0], continues)
+            views = self._composite(display, frames, motions)
+            falloff = self._falloff(display)
+        last = window.last and stop == len(window)
+        unreliable = self._gate.mask((w, h), margin=False)
+        return _Part(frames, window.pts[start:stop], display, views, unreliable, falloff, last)
+
+    def _display_for(self, scene: int, first: Motion, continues: bool) -> SceneDisplay:
+        """The display of ``first``'s segment: the current one, the current one carried
+        into a new reference (``first.link``), or a new one."""
+        d = self._display
+        if d is not None and continues and d.index == scene:
+            if d.segment == first.segment:
+                return d
+            if first.link is not None:
+                pending = self._pending
+                if pending is not None and pending.display is d and pending.image is None:
+                    pending.image = d.detach()  # the held-back part renders from it as is
+                assert self._resampler is not None and self._info is not None
+                out_w, ox = self._resampler.out_width, self._resampler.offset
+                need = np.array([-ox, 0.0, out_w - ox, self._info.height])
+                d.carry(first.segment, first.link, need, self._canvas_limits()[1])
+                return d
+        pano = ScenePanorama(self.composite, 2 * self.max_samples, self._map)
+        self._display = SceneDisplay(scene, pano, first.segment)
+        return self._display
+
+    def _canvas_limits(self) -> tuple[float, tuple[int, int]]:
+        """The canvas scale and its largest size (w, h)."""
+        assert self._info is not None and self._resampler is not None
+        h, out_w = self._info.height, self._resampler.out_width
+        scale = min(1.0, self.pano_height / h)
+        return scale, (round(self.max_extent * out_w * scale), round(self.max_extent_y * h * scale))
 
     def finish(self) -> Iterator[Frame]:
         """Yield the frames of the window still waiting for its fill (background fill)."""
@@ -198,30 +261,35 @@ class PanoramaOutpaint(Stage):
         field = self.vignette.field(out_w, self._info.height, -ox, self._info.width)
         return field / np.float32(display.headroom or 1.0)
 
-    def _release(self, pending: _Pending) -> Iterator[Frame]:
-        """Render and yield a window's frames from its filled panorama, in input order."""
-        assert self._resampler is not None
-        image = pending.image if pending.image is not None else pending.display.settle()
-        win = pending.window
-        for frame, pts, view in zip(win.frames, win.pts, pending.views, strict=True):
-            out = self._resampler.render(frame, image, view, pending.unreliable, pending.falloff)
+    def _release(self, part: _Part) -> Iterator[Frame]:
+        """Render and yield a part's frames, in input order: from its segment's filled
+        panorama, or (no segment) from their own pixels."""
+        assert self._resampler is not None and self._frames is not None
+        if part.display is None:
+            for frame, pts in zip(part.frames, part.pts, strict=True):
+                yield Frame(self._frames.render(frame), pts)
+            return
+        image = part.image if part.image is not None else part.display.settle()
+        for frame, pts, view in zip(part.frames, part.pts, part.views, strict=True):
+            out = self._resampler.render(frame, image, view, part.unreliable, part.falloff)
             yield Frame(out, pts)
-        if win.last and self.dump_dir is not None:
-            pending.display.dump(self.dump_dir)
+        if part.last and self.dump_dir is not None:
+            part.display.dump(self.dump_dir)
 
     def _composite(
-        self, display: SceneDisplay, window: Window, motions: list[Motion]
+        self, display: SceneDisplay, frames: list[np.ndarray], motions: list[Motion]
     ) -> list[np.ndarray]:
-        """Add one registered window to the display's panorama and start the fill of what
-        its views need; returns each frame's output-to-canvas matrix."""
+        """Add registered frames of one segment to its display's panorama and start the
+        fill of what their views need; returns each frame's output-to-canvas matrix."""
         assert self._info is not None and self._resampler is not None
         w, h = self._info.width, self._info.height
         out_w, ox = self._resampler.out_width, self._resampler.offset
         sw = min(self.small_width, w)
         sh = max(8, round(h * sw / w))
-        frames = window.frames
         pick = choose_samples(motions, w, h, self.max_samples)
         smalls = {i: cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA) for i in pick}
+        # flat frames (fades, flashes) never become samples, registered or not
+        pick = [i for i in pick if not is_flat(smalls[i])]
         self._gate.update([smalls[i] for i in pick])
         Hs = [m.H for m in motions]
         from_small = np.linalg.inv(np.diag([sw / w, sh / h, 1.0]))
@@ -241,13 +309,7 @@ class PanoramaOutpaint(Stage):
                 len(pick) - len(good),
                 len(pick),
             )
-        if not good and not self._known_near(display.pano, Hs, w, h):
-            # nothing registered and nothing stored where these frames are: their own
-            # pixels at the held transforms beat an invented fill (full-frame action)
-            good = pick
-
-        scale = min(1.0, self.pano_height / h)
-        max_size = (round(self.max_extent * out_w * scale), round(self.max_extent_y * h * scale))
+        scale, max_size = self._canvas_limits()
         old = display.pano.canvas
         canvas = display.pano.grow(quad_bounds(Hs, out_w, h, left=-ox), scale, max_size)
         samples, valids = [], []
@@ -278,6 +340,9 @@ class PanoramaOutpaint(Stage):
                 fg8 = cv2.resize(
                     fg_small[k].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST
                 )
+                # an exposure too far from the background's (a fade, a flash): not a sample
+                if not MIN_GAIN < float(gains[k].min()) <= float(gains[k].max()) < MAX_GAIN:
+                    fg8[:] = 1
                 valids.append(~unreliable & ~(fg8 > 0))
                 f = frames[i] if flat is None else cv2.multiply(frames[i], flat, dtype=cv2.CV_8U)
                 samples.append(apply_gain(f, gains[k]))
@@ -319,19 +384,12 @@ class PanoramaOutpaint(Stage):
             display.headroom = self.vignette.corner_gain
         return np.float32(display.headroom) / self.vignette.field(w, h)
 
-    @staticmethod
-    def _known_near(pano: ScenePanorama, Hs: list[np.ndarray], w: int, h: int) -> bool:
-        """Whether the panorama has real background inside these frames' views."""
-        if pano.canvas is None or pano.known is None or not pano.known.any():
-            return False
-        ys, xs = pano.canvas.pixels(quad_bounds(Hs, w, h))
-        return bool(pano.known[ys, xs].any())
-
     def close(self) -> None:
         pending, self._pending = self._pending, None
         for display in (pending.display if pending else None, self._display):
             if display is not None:
                 display.cancel()
+        self.frame_fill.close()
         self._display = None
         if self._registrations is not None:
             self._registrations.close()

@@ -212,31 +212,36 @@ def test_scene_where_nothing_registers_still_gets_sides_from_its_own_frames():
     assert side[0] > 150 and side[1] < 110  # the scene's red, not mid grey
 
 
-def test_window_lost_far_from_the_stored_panorama_uses_its_own_frames(monkeypatch):
-    """A later window of a scene whose frames all fail registration and sit (by the held
-    transforms) where the bounded canvas stores nothing: its sides come from its own
-    frames, not from a fill with nothing to fill from (that gave flat mid grey)."""
+def test_frames_of_no_segment_take_their_sides_from_their_own_pixels(monkeypatch):
+    """A later window of a scene whose frames all fail registration (they belong to no
+    background segment): their sides come from their own pixels, not from the panorama
+    of the frames before (green) nor from a fill with nothing to fill from (grey)."""
     from stages import motion
 
     rng = np.random.default_rng(4)
+    green = panning_clip(n=4, pan=2.0, with_sprite=False).frames
+    green = [np.ascontiguousarray(f[..., [2, 0, 1]]) for f in green]  # textured, greenish
     red = [
-        np.clip(rng.normal((200, 60, 40), 30, (H, W, 3)), 0, 255).astype(np.uint8) for _ in range(8)
+        np.clip(rng.normal((200, 60, 40), 30, (H, W, 3)), 0, 255).astype(np.uint8) for _ in range(4)
     ]
-    far = np.array([[1, 0, 5000.0], [0, 1, 0], [0, 0, 1]])  # beyond the canvas bound
+    far = np.array([[1, 0, 5000.0], [0, 1, 0], [0, 0, 1]])
     real_track = motion.MotionTracker.track
+    calls = []
 
-    def lost_far(self, frames, masks=None):
-        if self._keys:  # the scene's second window: nothing registers, all held far away
-            return [motion.Motion(far.copy(), False) for _ in frames]
+    def lost(self, frames, masks=None):
+        calls.append(1)
+        if len(calls) > 4:  # the scene's second window: nothing registers
+            return [motion.Motion(far.copy(), False, segment=-1) for _ in frames]
         return real_track(self, frames, masks)
 
-    monkeypatch.setattr(motion.MotionTracker, "track", lost_far)
+    monkeypatch.setattr(motion.MotionTracker, "track", lost)
     st = PanoramaOutpaint(Fraction(16, 9))
     st.configure(VideoInfo(W, H, Fraction(1, 24)))
-    list(st.process(Window(red[:4], [0, 1, 2, 3], 0, continues=False, last=False)))
-    out = list(st.process(Window(red[4:], [4, 5, 6, 7], 0, continues=True, last=True)))
-    side = out[2].image[:, :OX].reshape(-1, 3).mean(0)
-    assert side[0] > 150 and side[1] < 110  # the frames' red, not mid grey
+    list(st.process(Window(green, [0, 1, 2, 3], 0, continues=False, last=False)))
+    out = list(st.process(Window(red, [4, 5, 6, 7], 0, continues=True, last=True)))
+    for f in out:
+        side = f.image[:, :OX].reshape(-1, 3).mean(0)
+        assert side[0] > 150 and side[1] < 110  # the frames' red, not green, not grey
 
 
 def test_canvas_with_no_background_gives_the_frames_colour_not_grey(monkeypatch):
