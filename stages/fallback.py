@@ -12,7 +12,7 @@ import numpy as np
 from stages.base import HoleFill
 
 
-class FrameFill:
+class FallbackRenderer:
     """Widened frames filled from their own pixels by a :class:`HoleFill` (per frame)."""
 
     def __init__(self, fill: HoleFill, in_width: int, out_width: int, height: int):

@@ -29,8 +29,9 @@ import cv2
 import numpy as np
 
 from stages.base import Frame, HoleFill, Stage, VideoInfo, Window, widened_width
+from stages.confidence import Confidence
 from stages.display import SceneDisplay
-from stages.fallback import FrameFill
+from stages.fallback import FallbackRenderer
 from stages.fill import ClassicalFill
 from stages.foreground import ForegroundMasker, apply_gain, sample_masks
 from stages.gate import GateDetector
@@ -48,6 +49,7 @@ FILL_CONTEXT = 0.25  # known context around the holes handed to the fill, in fra
 # the per-frame fallback fill works at about this many pixels: fast, and still ahead of
 # per-frame Telea at full size on every dev clip
 FRAME_FILL_PIXELS = 80_000
+WEIGHT_EPS = 1e-3  # panorama weights this close to 0 or 1 skip the other rendering
 POOL_THREADS = 2  # threads for the independent parts of a window's work
 # samples whose exposure gain to the window's background leaves this range are left out
 # (frames of a fade or a flash; gain_to clips at 0.5 and 2)
@@ -71,6 +73,7 @@ class _Part:
     unreliable: np.ndarray  # gate mask at the time of the part, for the seams
     falloff: np.ndarray | None  # lens falloff over the widened frame (h, out_w, 3), if any
     last: bool  # the part ends its scene
+    registration: np.ndarray  # smoothed registration confidence per frame (n,)
     image: np.ndarray | None = None  # the filled panorama, once the display went on
 
 
@@ -139,8 +142,9 @@ class PanoramaOutpaint(Stage):
         self.vignette: Vignette | None = Vignette() if vignette else None
         self._display: SceneDisplay | None = None  # of the segment in progress
         self._registrations: Registrations | None = None  # fed by peek()
-        self._frames: FrameFill | None = None  # the per-frame fallback
+        self._frames: FallbackRenderer | None = None  # the per-frame fallback
         self._pending: _Part | None = None  # part held back while its fill runs
+        self._confidence = Confidence()
         self._pool: ThreadPoolExecutor | None = None  # runs independent parts of a window
 
     @property
@@ -154,7 +158,7 @@ class PanoramaOutpaint(Stage):
         out_w = widened_width(info.width, info.height, self.aspect)
         self._info = info
         self._resampler = Resampler(info.width, out_w, info.height)
-        self._frames = FrameFill(self.frame_fill, info.width, out_w, info.height)
+        self._frames = FallbackRenderer(self.frame_fill, info.width, out_w, info.height)
         if self._registrations is not None:
             self._registrations.close()
         self._registrations = Registrations((info.width, info.height), self.model, self.work_width)
@@ -187,8 +191,12 @@ class PanoramaOutpaint(Stage):
         motions = self._registrations.motions(
             window.frames, window.scene, window.continues, window.last
         )
+        if not window.continues:
+            self._confidence.reset()
+        registration = self._confidence.registration(motions)
         for start, stop in parts(motions):
             part = self._part(window, start, stop, motions[start:stop])
+            part.registration = registration[start:stop]
             if not self.fill.in_background:
                 yield from self._release(part)
                 continue
@@ -209,7 +217,9 @@ class PanoramaOutpaint(Stage):
             falloff = self._falloff(display)
         last = window.last and stop == len(window)
         unreliable = self._gate.mask((w, h), margin=False)
-        return _Part(frames, window.pts[start:stop], display, views, unreliable, falloff, last)
+        return _Part(
+            frames, window.pts[start:stop], display, views, unreliable, falloff, last, np.ones(0)
+        )
 
     def _display_for(self, scene: int, first: Motion, continues: bool) -> SceneDisplay:
         """The display of ``first``'s segment: the current one, the current one carried
@@ -262,19 +272,43 @@ class PanoramaOutpaint(Stage):
         return field / np.float32(display.headroom or 1.0)
 
     def _release(self, part: _Part) -> Iterator[Frame]:
-        """Render and yield a part's frames, in input order: from its segment's filled
-        panorama, or (no segment) from their own pixels."""
+        """Render and yield a part's frames, in input order: each side from its segment's
+        filled panorama as far as the confidence allows, and from the frame's own pixels
+        for the rest (all of it for frames of no segment)."""
         assert self._resampler is not None and self._frames is not None
         if part.display is None:
+            self._confidence.no_panorama()
             for frame, pts in zip(part.frames, part.pts, strict=True):
                 yield Frame(self._frames.render(frame), pts)
             return
         image = part.image if part.image is not None else part.display.settle()
-        for frame, pts, view in zip(part.frames, part.pts, part.views, strict=True):
-            out = self._resampler.render(frame, image, view, part.unreliable, part.falloff)
+        render, bad, falloff = self._resampler, part.unreliable, part.falloff
+        shares = [
+            render.agreement(f, image, v, bad, falloff)
+            for f, v in zip(part.frames, part.views, strict=True)
+        ]
+        weights = part.registration * self._confidence.agreement(np.array(shares))
+        for frame, pts, view, wt in zip(part.frames, part.pts, part.views, weights, strict=True):
+            out = None
+            if wt > WEIGHT_EPS:
+                out = render.render(frame, image, view, bad, falloff)
+            if wt < 1 - WEIGHT_EPS:
+                out = self._blend(out, self._frames.render(frame), wt)
+            assert out is not None
             yield Frame(out, pts)
         if part.last and self.dump_dir is not None:
             part.display.dump(self.dump_dir)
+
+    def _blend(self, pano: np.ndarray | None, own: np.ndarray, weight: float) -> np.ndarray:
+        """The sides ``weight * pano + (1 - weight) * own`` (``pano`` None: weight 0); the
+        centre is the same in both."""
+        if pano is None:
+            return own
+        assert self._resampler is not None
+        ox, w = self._resampler.offset, self._resampler.in_width
+        for cols in (slice(0, ox), slice(ox + w, None)):
+            pano[:, cols] = cv2.addWeighted(pano[:, cols], weight, own[:, cols], 1 - weight, 0)
+        return pano
 
     def _composite(
         self, display: SceneDisplay, frames: list[np.ndarray], motions: list[Motion]

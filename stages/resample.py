@@ -24,6 +24,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# colour difference (levels, largest channel, after the band's median difference) under
+# which a seam-band pixel of the panorama agrees with the frame: tight enough that an
+# unrelated panorama rarely agrees by chance, loose enough for grain and compression
+AGREE_LEVELS = 12
+
 
 def box_rows(a: np.ndarray, k: int) -> np.ndarray:
     """Mean over ``k`` (odd, < 2 * len(a)) neighbouring rows of a 2-D array, borders
@@ -127,6 +132,42 @@ class Resampler:
             else:
                 out[:, ox + w :] = side
         return out
+
+    def agreement(
+        self,
+        frame: np.ndarray,
+        panorama: np.ndarray,
+        view: np.ndarray,
+        unreliable: np.ndarray | None = None,
+        falloff: np.ndarray | None = None,
+        levels: float = AGREE_LEVELS,
+    ) -> tuple[float, float]:
+        """How well the panorama agrees with the frame in the seam bands (left, right):
+        the share of the band's usable pixels whose largest channel difference, after the
+        band's median colour difference, is under ``levels``; 1 with too few usable
+        pixels to say. Only the bands are warped (cheap beside :meth:`render`)."""
+        h, w, ox, b = self.height, self.in_width, self.offset, self.band
+        out = []
+        for cols in (slice(0, b), slice(w - b, w)):
+            shift = np.array([[1, 0, ox + cols.start], [0, 1, 0], [0, 0, 1.0]])
+            strip = cv2.warpPerspective(
+                panorama,
+                view @ shift,
+                (b, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            if falloff is not None:
+                x0 = ox + cols.start
+                strip = cv2.multiply(strip, falloff[:, x0 : x0 + b], dtype=cv2.CV_8U)
+            ok = np.ones((h, b), bool) if unreliable is None else ~unreliable[:, cols]
+            if np.count_nonzero(ok) < 4 * b:
+                out.append(1.0)
+                continue
+            diff = cv2.subtract(frame[:, cols], strip, dtype=cv2.CV_16S)[ok]  # (n, 3)
+            diff = np.abs(diff - np.median(diff, 0)).max(1)
+            out.append(float(np.count_nonzero(diff < levels)) / len(diff))
+        return out[0], out[1]
 
     def _colour_offset(
         self, orig: np.ndarray, pano: np.ndarray, ok: np.ndarray, is_left: bool, width: int
