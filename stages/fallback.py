@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from stages.base import HoleFill
+from stages.gate import GatePatch
 
 
 class FallbackRenderer:
@@ -24,14 +25,20 @@ class FallbackRenderer:
         self.in_width, self.out_width, self.height = in_width, out_width, height
         self.offset = (out_width - in_width) // 2
 
-    def render(self, frame: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-        """The widened frame, its sides (and ``missing`` pixels of the frame, bool at the
-        frame's size, if given) filled from the rest of the frame."""
+    def render(self, frame: np.ndarray, gate: GatePatch | None = None) -> np.ndarray:
+        """The widened frame, its sides filled from the rest of the frame; with ``gate``
+        (the film gate inside the picture) the fill also runs under the gate and is
+        feathered in there."""
         h, w, ox = self.height, self.in_width, self.offset
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 {(h, w, 3)}, got {frame.dtype} {frame.shape}")
         image = np.zeros((h, self.out_width, 3), np.uint8)
         image[:, ox : ox + w] = frame
         known = np.zeros((h, self.out_width), bool)
-        known[:, ox : ox + w] = True if missing is None else ~missing
-        return self.fill(image, known)
+        known[:, ox : ox + w] = True if gate is None else ~gate.mask
+        out = self.fill(image, known)
+        if gate is not None:
+            for rows, cols in gate.rects:
+                at = (rows, slice(ox + cols.start, ox + cols.stop))
+                out[at] = gate.blend(frame, out[at], (rows, cols))
+        return out

@@ -1,18 +1,20 @@
 """Scene-panorama outpainting: widen each frame with the real background of its scene.
 
-Per window of a scene: register every frame to the scene's first frame
-(:mod:`stages.registrar`, started ahead from :meth:`PanoramaOutpaint.peek`), learn the
-lens falloff from the registered samples (film-wide, :mod:`stages.vignette`) and divide
-it out, choose sample frames (:mod:`stages.samples`), mark film-gate borders
-(:mod:`stages.gate`) and foreground (:mod:`stages.foreground`), composite the samples into
-the scene's background panorama (:mod:`stages.panorama`), fill what no frame showed once
-in panorama space (:mod:`stages.display`, with the ``fill`` handed in, classical by
-default), and render each frame from the filled panorama around its untouched original
-picture, shaded by the falloff at its place in the widened frame (:mod:`stages.resample`).
+Per window of a scene: register every frame (:mod:`stages.registrar`, started ahead from
+:meth:`PanoramaOutpaint.peek`; :mod:`stages.motion`), which also splits the scene into
+background segments linked by verified registration; then, part by part (a run of
+frames in one segment, or in none): make the segment's samples (:mod:`stages.samples`:
+sample frames, lens falloff divided out, film gate and foreground masked), composite
+them into the segment's panorama (:mod:`stages.panorama`), fill what no frame showed
+once in panorama space (:mod:`stages.display`, with the ``fill`` handed in, classical by
+default), and render each frame (:mod:`stages.render`): the sides from the filled
+panorama as far as the confidence allows (:mod:`stages.confidence`), from the frame's
+own pixels for the rest (``frame_fill``), the film gate inside the picture covered
+unless ``keep_gate``, the rest of the original untouched.
 
 A fill that runs in the background (:attr:`stages.base.HoleFill.in_background`) overlaps
-the next window's registration and compositing: its window's frames come out of the
-next :meth:`PanoramaOutpaint.process` call or :meth:`PanoramaOutpaint.finish`.
+the next part's registration and compositing: its frames come out of the next
+:meth:`PanoramaOutpaint.process` call or :meth:`PanoramaOutpaint.finish`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from stages.base import Frame, HoleFill, Stage, VideoInfo, Window, widened_width
@@ -33,14 +34,15 @@ from stages.confidence import Confidence
 from stages.display import SceneDisplay
 from stages.fallback import FallbackRenderer
 from stages.fill import ClassicalFill
-from stages.foreground import ForegroundMasker, apply_gain, sample_masks
-from stages.gate import GateDetector
-from stages.motion import Motion, MotionTracker, is_flat
+from stages.foreground import ForegroundMasker
+from stages.gate import FilmGate, GateDetector, GatePatch
+from stages.motion import Motion, MotionTracker
 from stages.panorama import Canvas, ScenePanorama, quad_bounds
 from stages.regions import view_polygons, view_to_canvas
 from stages.registrar import Registrations
+from stages.render import Renderer
 from stages.resample import Resampler
-from stages.samples import choose_samples, motion_neighbours
+from stages.samples import Sampler
 from stages.vignette import Vignette
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,7 @@ FILL_CONTEXT = 0.25  # known context around the holes handed to the fill, in fra
 # the per-frame fallback fill works at about this many pixels: fast, and still ahead of
 # per-frame Telea at full size on every dev clip
 FRAME_FILL_PIXELS = 80_000
-WEIGHT_EPS = 1e-3  # panorama weights this close to 0 or 1 skip the other rendering
 POOL_THREADS = 2  # threads for the independent parts of a window's work
-# samples whose exposure gain to the window's background leaves this range are left out
-# (frames of a fade or a flash; gain_to clips at 0.5 and 2)
-MIN_GAIN, MAX_GAIN = 0.55, 1.8
 # film-gate pixels must be dark in every frame, not only on average (see GateDetector):
 # for the window's gate (seams, samples, foreground); not for the registrars' tracking
 # masks, where dark border rows that move are poor features anyway (it cost there)
@@ -73,6 +71,7 @@ class _Part:
     unreliable: np.ndarray  # gate mask at the time of the part, for the seams
     falloff: np.ndarray | None  # lens falloff over the widened frame (h, out_w, 3), if any
     last: bool  # the part ends its scene
+    gate: GatePatch | None  # the film gate inside the picture, to be covered (if any)
     registration: np.ndarray  # smoothed registration confidence per frame (n,)
     image: np.ndarray | None = None  # the filled panorama, once the display went on
 
@@ -89,7 +88,10 @@ def parts(motions: list[Motion]) -> list[tuple[int, int]]:
 
 
 class PanoramaOutpaint(Stage):
-    """Widen frames to ``aspect`` from the scene's background panorama."""
+    """Widen frames to ``aspect`` from the scene's background panorama. ``fill`` fills
+    what no frame showed, once per scene in panorama space; ``frame_fill`` fills a frame
+    from its own pixels where the panorama cannot be trusted; ``keep_gate`` leaves an
+    old film's gate inside the picture as it is instead of covering it."""
 
     one_to_one = True
 
@@ -110,6 +112,7 @@ class PanoramaOutpaint(Stage):
         max_extent: float = 4.0,
         max_extent_y: float = 2.0,
         vignette: bool = True,
+        keep_gate: bool = False,
     ):
         if aspect <= 0:
             raise ValueError(f"aspect must be positive, got {aspect}")
@@ -139,10 +142,13 @@ class PanoramaOutpaint(Stage):
         self._info: VideoInfo | None = None
         self._resampler: Resampler | None = None
         self._gate = GateDetector(max_cv=GATE_MAX_CV)
+        self._film = FilmGate()
+        self.keep_gate = keep_gate
         self.vignette: Vignette | None = Vignette() if vignette else None
         self._display: SceneDisplay | None = None  # of the segment in progress
         self._registrations: Registrations | None = None  # fed by peek()
-        self._frames: FallbackRenderer | None = None  # the per-frame fallback
+        self._renderer: Renderer | None = None
+        self._sampler: Sampler | None = None
         self._pending: _Part | None = None  # part held back while its fill runs
         self._confidence = Confidence()
         self._pool: ThreadPoolExecutor | None = None  # runs independent parts of a window
@@ -158,10 +164,22 @@ class PanoramaOutpaint(Stage):
         out_w = widened_width(info.width, info.height, self.aspect)
         self._info = info
         self._resampler = Resampler(info.width, out_w, info.height)
-        self._frames = FallbackRenderer(self.frame_fill, info.width, out_w, info.height)
+        own = FallbackRenderer(self.frame_fill, info.width, out_w, info.height)
+        self._renderer = Renderer(self._resampler, own, self._confidence)
         if self._registrations is not None:
             self._registrations.close()
         self._registrations = Registrations((info.width, info.height), self.model, self.work_width)
+        self._film = FilmGate()
+        self._sampler = Sampler(
+            (info.width, info.height),
+            self.masker,
+            self._gate,
+            self._film,
+            self.vignette,
+            self.max_samples,
+            self.small_width,
+            self._map,
+        )
         if self.dump_dir is not None:
             self.dump_dir.mkdir(parents=True, exist_ok=True)
         log.info("outpaint %dx%d -> %dx%d", info.width, info.height, out_w, info.height)
@@ -217,9 +235,13 @@ class PanoramaOutpaint(Stage):
             falloff = self._falloff(display)
         last = window.last and stop == len(window)
         unreliable = self._gate.mask((w, h), margin=False)
-        return _Part(
-            frames, window.pts[start:stop], display, views, unreliable, falloff, last, np.ones(0)
-        )
+        gate = self._film.patch()
+        if gate is not None:
+            unreliable |= gate.mask
+        if self.keep_gate:
+            gate = None
+        pts = window.pts[start:stop]
+        return _Part(frames, pts, display, views, unreliable, falloff, last, gate, np.ones(0))
 
     def _display_for(self, scene: int, first: Motion, continues: bool) -> SceneDisplay:
         """The display of ``first``'s segment: the current one, the current one carried
@@ -272,43 +294,25 @@ class PanoramaOutpaint(Stage):
         return field / np.float32(display.headroom or 1.0)
 
     def _release(self, part: _Part) -> Iterator[Frame]:
-        """Render and yield a part's frames, in input order: each side from its segment's
-        filled panorama as far as the confidence allows, and from the frame's own pixels
-        for the rest (all of it for frames of no segment)."""
-        assert self._resampler is not None and self._frames is not None
+        """Render and yield a part's frames, in input order (:mod:`stages.render`)."""
+        assert self._renderer is not None
         if part.display is None:
-            self._confidence.no_panorama()
-            for frame, pts in zip(part.frames, part.pts, strict=True):
-                yield Frame(self._frames.render(frame), pts)
-            return
-        image = part.image if part.image is not None else part.display.settle()
-        render, bad, falloff = self._resampler, part.unreliable, part.falloff
-        shares = [
-            render.agreement(f, image, v, bad, falloff)
-            for f, v in zip(part.frames, part.views, strict=True)
-        ]
-        weights = part.registration * self._confidence.agreement(np.array(shares))
-        for frame, pts, view, wt in zip(part.frames, part.pts, part.views, weights, strict=True):
-            out = None
-            if wt > WEIGHT_EPS:
-                out = render.render(frame, image, view, bad, falloff)
-            if wt < 1 - WEIGHT_EPS:
-                out = self._blend(out, self._frames.render(frame), wt)
-            assert out is not None
+            images = self._renderer.alone(part.frames, part.gate)
+        else:
+            image = part.image if part.image is not None else part.display.settle()
+            images = self._renderer.from_panorama(
+                part.frames,
+                image,
+                part.views,
+                part.registration,
+                part.unreliable,
+                part.falloff,
+                part.gate,
+            )
+        for out, pts in zip(images, part.pts, strict=True):
             yield Frame(out, pts)
-        if part.last and self.dump_dir is not None:
+        if part.last and part.display is not None and self.dump_dir is not None:
             part.display.dump(self.dump_dir)
-
-    def _blend(self, pano: np.ndarray | None, own: np.ndarray, weight: float) -> np.ndarray:
-        """The sides ``weight * pano + (1 - weight) * own`` (``pano`` None: weight 0); the
-        centre is the same in both."""
-        if pano is None:
-            return own
-        assert self._resampler is not None
-        ox, w = self._resampler.offset, self._resampler.in_width
-        for cols in (slice(0, ox), slice(ox + w, None)):
-            pano[:, cols] = cv2.addWeighted(pano[:, cols], weight, own[:, cols], 1 - weight, 0)
-        return pano
 
     def _composite(
         self, display: SceneDisplay, frames: list[np.ndarray], motions: list[Motion]
@@ -316,77 +320,19 @@ class PanoramaOutpaint(Stage):
         """Add registered frames of one segment to its display's panorama and start the
         fill of what their views need; returns each frame's output-to-canvas matrix."""
         assert self._info is not None and self._resampler is not None
-        w, h = self._info.width, self._info.height
+        assert self._sampler is not None
+        h = self._info.height
         out_w, ox = self._resampler.out_width, self._resampler.offset
-        sw = min(self.small_width, w)
-        sh = max(8, round(h * sw / w))
-        pick = choose_samples(motions, w, h, self.max_samples)
-        smalls = {i: cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA) for i in pick}
-        # flat frames (fades, flashes) never become samples, registered or not
-        pick = [i for i in pick if not is_flat(smalls[i])]
-        self._gate.update([smalls[i] for i in pick])
         Hs = [m.H for m in motions]
-        from_small = np.linalg.inv(np.diag([sw / w, sh / h, 1.0]))
-        Hs_small = [H @ from_small for H in Hs]  # small-frame pixels -> reference
-        good = [i for i in pick if motions[i].ok]
-        flat = self._flatten(
-            display, [smalls[i] for i in good], [Hs_small[i] for i in good], (sw, sh)
-        )
-        small_flat = None
-        if flat is not None:
-            small_flat = cv2.resize(flat, (sw, sh), interpolation=cv2.INTER_AREA)
-            smalls = {i: cv2.multiply(s, small_flat, dtype=cv2.CV_8U) for i, s in smalls.items()}
-        if len(good) < len(pick):
-            log.info(
-                "scene %d: %d of %d sample frames failed registration",
-                display.index,
-                len(pick) - len(good),
-                len(pick),
-            )
-        scale, max_size = self._canvas_limits()
         old = display.pano.canvas
-        canvas = display.pano.grow(quad_bounds(Hs, out_w, h, left=-ox), scale, max_size)
-        samples, valids = [], []
-        if good:
-
-            def shrink(i: int) -> np.ndarray:
-                if i in smalls:  # a sample itself when the samples lie MOTION_GAP apart
-                    return smalls[i]
-                small = cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA)
-                if small_flat is None:
-                    return small
-                return cv2.multiply(small, small_flat, dtype=cv2.CV_8U)
-
-            pairs = motion_neighbours(good, [m.ok for m in motions], Hs_small)
-            nbrs = [None if p is None else (shrink(p[0]), p[1]) for p in pairs]
-            fg_small, gains = sample_masks(
-                self.masker,
-                canvas,
-                [smalls[i] for i in good],
-                [Hs_small[i] for i in good],
-                [frames[i] for i in good],
-                nbrs,
-                self._gate.mask((sw, sh)),
-                self._map,
-            )
-            unreliable = self._gate.mask((w, h))
-            for k, i in enumerate(good):
-                fg8 = cv2.resize(
-                    fg_small[k].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST
-                )
-                # an exposure too far from the background's (a fade, a flash): not a sample
-                if not MIN_GAIN < float(gains[k].min()) <= float(gains[k].max()) < MAX_GAIN:
-                    fg8[:] = 1
-                valids.append(~unreliable & ~(fg8 > 0))
-                f = frames[i] if flat is None else cv2.multiply(frames[i], flat, dtype=cv2.CV_8U)
-                samples.append(apply_gain(f, gains[k]))
-        times = [float(display.frames_seen + i) for i in good]
-        updated = display.pano.add(samples, [Hs[i] for i in good], valids, times)
+        canvas = display.pano.grow(quad_bounds(Hs, out_w, h, left=-ox), *self._canvas_limits())
+        samples, to_ref, valids, picked = self._sampler(display, frames, motions)
+        times = [float(display.frames_seen + i) for i in picked]
+        updated = display.pano.add(samples, to_ref, valids, times)
         display.frames_seen += len(frames)
-
         pending = self._pending
         if pending is not None and pending.display is display and pending.image is None:
-            pending.image = display.detach()  # the held-back window renders from it as is
+            pending.image = display.detach()  # the held-back part renders from it as is
         display.absorb(updated, old)
         from_ref = canvas.from_ref()
         display.fill_views(
@@ -396,27 +342,6 @@ class PanoramaOutpaint(Stage):
             lambda: np.mean([f.reshape(-1, 3).mean(0) for f in frames], axis=0),
         )
         return [view_to_canvas(H, from_ref, ox) for H in Hs]
-
-    def _flatten(
-        self,
-        display: SceneDisplay,
-        smalls: list[np.ndarray],
-        to_ref: list[np.ndarray],
-        small_size: tuple[int, int],
-    ) -> np.ndarray | None:
-        """Learn the lens falloff from the registered sample frames (at ``small_size``,
-        with their pixel -> reference matrices); returns the frame-size (h, w, 3) float32
-        factor that flattens a frame into the panorama's light, or None without one."""
-        if self.vignette is None:
-            return None
-        assert self._info is not None
-        w, h = self._info.width, self._info.height
-        self.vignette.update(smalls, to_ref, self._gate.mask(small_size))
-        if not self.vignette.active:
-            return None
-        if display.headroom is None:
-            display.headroom = self.vignette.corner_gain
-        return np.float32(display.headroom) / self.vignette.field(w, h)
 
     def close(self) -> None:
         pending, self._pending = self._pending, None

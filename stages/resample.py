@@ -24,6 +24,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from stages.gate import GatePatch
+
 # colour difference (levels, largest channel, after the band's median difference) under
 # which a seam-band pixel of the panorama agrees with the frame: tight enough that an
 # unrelated panorama rarely agrees by chance, loose enough for grain and compression
@@ -78,15 +80,19 @@ class Resampler:
         view: np.ndarray,
         unreliable: np.ndarray | None = None,
         falloff: np.ndarray | None = None,
+        gate: GatePatch | None = None,
     ) -> np.ndarray:
         """Widened frame. ``view`` maps output pixels to ``panorama`` pixels
         (:func:`stages.regions.view_to_canvas`); ``unreliable`` (bool, frame size) marks
         frame pixels that must not be mirrored outwards; ``falloff`` ((h, out_width, 3)
         float32) multiplies the panorama where it is rendered (the lens's vignetting,
-        :mod:`stages.vignette`)."""
+        :mod:`stages.vignette`); ``gate``: the film gate inside the picture, which the
+        panorama then covers, feathered (the rest of the original stays exact)."""
         h, w = self.height, self.in_width
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 {(h, w, 3)}, got {frame.dtype} {frame.shape}")
+        if gate is not None:
+            frame = self.repair(frame, panorama, view, gate, unreliable, falloff)
         out = np.empty((h, self.out_width, 3), np.uint8)
         ox, b = self.offset, self.band
         out[:, ox : ox + w] = frame
@@ -131,6 +137,44 @@ class Resampler:
                 out[:, :ox] = side
             else:
                 out[:, ox + w :] = side
+        return out
+
+    def repair(
+        self,
+        frame: np.ndarray,
+        panorama: np.ndarray,
+        view: np.ndarray,
+        gate: GatePatch,
+        unreliable: np.ndarray | None = None,
+        falloff: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The frame with the panorama feathered in under the film gate, each patch
+        matched to the frame's colour (the median difference over the patch's pixels off
+        the gate and reliable)."""
+        out = frame.copy()
+        ox = self.offset
+        for rows, cols in gate.rects:
+            ph, pw = rows.stop - rows.start, cols.stop - cols.start
+            shift = np.array([[1, 0, ox + cols.start], [0, 1, rows.start], [0, 0, 1.0]])
+            patch = cv2.warpPerspective(
+                panorama,
+                view @ shift,
+                (pw, ph),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            if falloff is not None:
+                patch = cv2.multiply(
+                    patch, falloff[rows, ox + cols.start : ox + cols.stop], dtype=cv2.CV_8U
+                )
+            context = gate.alpha[rows, cols] == 0
+            if unreliable is not None:
+                context &= ~unreliable[rows, cols]
+            if np.count_nonzero(context) >= 16:
+                diff = cv2.subtract(frame[rows, cols], patch, dtype=cv2.CV_16S)[context]
+                b, g, r = (float(v) for v in np.median(diff, 0))
+                patch = cv2.add(patch, (b, g, r, 0.0), dtype=cv2.CV_8U)
+            out[rows, cols] = gate.blend(frame, patch, (rows, cols))
         return out
 
     def agreement(

@@ -193,3 +193,19 @@ def fade_clip(
         gain = min(1.0, i / n_fade)
         frames.append(np.clip(bright * gain + 0.5, 0, 255).astype(np.uint8))
     return frames, clip
+
+
+def with_film_gate(frame: np.ndarray, radius: int = 10, line: int = 2) -> np.ndarray:
+    """``frame`` inside an old film's gate: near-black rounded notches at the four corners
+    (``radius`` px) and a darker line ``line`` rows deep along the top."""
+    h, w = frame.shape[:2]
+    inside = np.zeros((h, w), np.uint8)
+    cv2.rectangle(inside, (radius, 0), (w - 1 - radius, h - 1), 1, -1)
+    cv2.rectangle(inside, (0, radius), (w - 1, h - 1 - radius), 1, -1)
+    for x, y in ((radius, radius), (w - 1 - radius, radius), (radius, h - 1 - radius)):
+        cv2.circle(inside, (x, y), radius, 1, -1)
+    cv2.circle(inside, (w - 1 - radius, h - 1 - radius), radius, 1, -1)
+    out = frame.copy()
+    out[inside == 0] = 12
+    out[:line] = (out[:line] * 0.55).astype(np.uint8)
+    return out

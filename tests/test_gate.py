@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.gate import GateDetector
-from tests.synthetic import textured_background
+from stages.gate import FilmGate, GateDetector
+from tests.synthetic import textured_background, with_film_gate
 
 
 def test_gate_corners_are_unreliable():
@@ -58,3 +58,50 @@ def test_dark_border_content_that_changes_is_not_the_gate():
     assert GateDetector(max_cv=0.35).copy().max_cv == 0.35
     with pytest.raises(ValueError, match="max_cv"):
         GateDetector(max_cv=0)
+
+
+def gated_frames(n: int = 8, radius: int = 10) -> list[np.ndarray]:
+    return [
+        with_film_gate(
+            np.clip(60 + 0.7 * textured_background(120, 160, s), 0, 255).astype(np.uint8), radius
+        )
+        for s in range(n)
+    ]
+
+
+def test_film_gate_with_four_notches_and_a_top_line_is_found():
+    gate = FilmGate()
+    gate.update(gated_frames())
+    patch = gate.patch()
+    assert patch is not None
+    m = patch.mask
+    for corner in (m[:3, :3], m[:3, -3:], m[-3:, :3], m[-3:, -3:]):
+        assert corner.all()
+    assert m[:2, 40:120].all()  # the top line
+    assert not m[10:110, 20:140].any()  # the picture
+    assert (patch.alpha >= m).all() and patch.alpha.max() == 1.0
+    covered = np.zeros_like(m)
+    for rows, cols in patch.rects:
+        covered[rows, cols] = True
+    assert covered[patch.alpha > 0].all()
+
+
+def test_dark_picture_in_some_corners_is_no_film_gate():
+    frames = [
+        np.clip(60 + 0.7 * textured_background(120, 160, s), 0, 255).astype(np.uint8)
+        for s in range(8)
+    ]
+    for f in frames:  # a static shot, dark at both top corners (a doorway, a shadow)
+        cv2.circle(f, (0, 0), 25, (10, 10, 10), -1)
+        cv2.circle(f, (159, 0), 25, (10, 10, 10), -1)
+    gate = FilmGate()
+    gate.update(frames)
+    assert gate.patch() is None
+    night = FilmGate()
+    night.update([np.full((120, 160, 3), 9, np.uint8)] * 8)  # dark everywhere
+    assert night.patch() is None
+    few = FilmGate()
+    few.update(gated_frames(2))  # too few frames to say
+    assert few.patch() is None
+    with pytest.raises(ValueError, match="notch_ratio"):
+        FilmGate(notch_ratio=0.9)

@@ -12,7 +12,7 @@ from stages.base import VideoInfo, Window, widened_width
 from stages.fallback import FallbackRenderer
 from stages.fill import ClassicalFill
 from stages.outpaint import FRAME_FILL_PIXELS, PanoramaOutpaint
-from tests.synthetic import fade_clip, panning_clip, tinted, whip_clip
+from tests.synthetic import fade_clip, panning_clip, tinted, whip_clip, with_film_gate
 
 W, H = 160, 120
 OUT_W = widened_width(W, H, Fraction(16, 9))
@@ -91,3 +91,23 @@ def test_registration_failing_on_most_frames_prints_no_other_frame_into_the_side
         others = [c for c in range(3) if c != own]
         foreign = (side[:, others].max(1) > side[:, own] + 30).mean()
         assert foreign < 0.01, f"frame {i}: {foreign:.1%} of its sides from other frames"
+
+
+def test_the_film_gate_inside_the_picture_is_covered_unless_kept():
+    """An old film's gate (near-black corner notches, a dark top line) in every frame:
+    the widened frame covers it with the picture around it, feathered, and leaves the
+    rest of the original exact; ``keep_gate`` leaves the original untouched."""
+    clip = panning_clip(n=24, pan=2.0, with_sprite=False, seed=7)
+    frames = [with_film_gate(np.clip(60 + 0.7 * f, 0, 255).astype(np.uint8)) for f in clip.frames]
+    st = PanoramaOutpaint(Fraction(16, 9))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    out = [f.image[:, OX : OX + W] for f in st.process(Window(frames, list(range(24)), 0))]
+    for f, o in zip(frames[8:], out[8:], strict=True):
+        corners = [o[:4, :4], o[:4, -4:], o[-4:, :4], o[-4:, -4:]]
+        assert min(float(c.mean()) for c in corners) > 50  # no near-black notch left
+        assert float(o[0, 40:120].mean()) > 0.85 * float(o[6, 40:120].mean())  # no top line
+        assert np.array_equal(o[15:-15, 15:-15], f[15:-15, 15:-15])  # the picture itself
+    kept = PanoramaOutpaint(Fraction(16, 9), keep_gate=True)
+    kept.configure(VideoInfo(W, H, Fraction(1, 24)))
+    for f, o in zip(frames, kept.process(Window(frames, list(range(24)), 0)), strict=True):
+        assert np.array_equal(o.image[:, OX : OX + W], f)
