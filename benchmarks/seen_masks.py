@@ -11,9 +11,10 @@ registration may be wrong):
 2. Registration: corners of the whole wide frame (at ``REG_WIDTH``) tracked by
    pyramidal Lucas-Kanade to the next frame, kept when the backward track returns
    within a pixel, then one RANSAC homography (``cv2.setRNGSeed`` first: deterministic).
-   A pair registers when enough tracks agree and the warped frame matches the next one
-   (median grey difference); otherwise the shot is split there (whip pan, missed cut,
-   flash), so nothing is called seen across a break.
+   Of "no motion" and that homography, the one whose warp matches the other frame best
+   wins (so a character moving before a still camera does not count as a pan); when
+   even the best leaves a large median grey difference, the shot is split there (whip
+   pan, missed cut, flash), so nothing is called seen across a break.
 3. Each frame's homography to its segment's first frame is a chain of such pairs: a
    frame registers to a key frame while that match is verified, else to the frame
    before it, which becomes the key (short chains, little drift).
@@ -22,7 +23,10 @@ registration may be wrong):
    inside any such quad are seen. A static shot has none.
 
 Moving foreground is not separated: "seen" is where the camera looked, not whether the
-background there was uncovered.
+background there was uncovered. One homography per frame pair ignores parallax (a dolly
+over a city), and on near-textureless footage (a grey sky) it follows whatever texture
+there is; the margin absorbs small errors only. The masks are cached per clip (keyed by
+the frames, the centre columns, the margin and ``MASK_VERSION``).
 """
 
 from __future__ import annotations
