@@ -1,28 +1,37 @@
-"""Classical fill of what no frame of the scene showed (no model weights).
+"""Classical fill of what no frame showed (no model weights; deterministic).
 
-Two layers, both multi-scale and deterministic:
+Two layers, both multi-scale:
 
-* structure: a push-pull pyramid (coarse-to-fine membrane). Known pixels are averaged
-  down a Gaussian pyramid with their weights until the hole closes, then each finer
-  level keeps its own data where it has it and takes the upsampled coarser fill
-  elsewhere: a smooth interpolation of the surrounding colours, with no streaks;
-* texture: high-frequency detail (image minus its blur) mirrored across the hole border
-  from the nearest known pixel, fading with the distance into the hole, so grain and
-  texture continue past the border instead of ending in a smooth blur.
+* colour: a push-pull membrane carries the local colours into the holes, rows reaching
+  twice as far as columns (horizons, floors and walls go on sideways), its row streaks
+  blurred across the rows with the distance. The panorama's known region is what the
+  samples' foreground masks left: ragged, notched, with holes; the membrane's reach along
+  the rows stays right there, where a fill that trusts the nearest border pixel goes
+  wrong;
+* structure: where a coherent edge crosses the border (a rail, a roof line, the edge of a
+  court), it is continued along its own direction (:mod:`stages.extrapolate`) over the
+  membrane, weighted by its coherence and fading out with the distance.
 
-Measured against ``cv2.inpaint`` (Telea) in ``tests/test_fill.py``.
+No texture is added: detail mirrored in from the border scored no better (PSNR, SSIM) on
+the never-seen pixels of the dev clips than none. :class:`ClassicalFill` fills a scene's
+panorama once; :class:`FrameFill` is the same at a small size, per frame. Both are scored
+against per-frame Telea by ``benchmarks/fill_eval.py``.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import cv2
 import numpy as np
 
 from stages.base import HoleFill, check_fill_inputs
+from stages.extrapolate import Extrapolator, KnownPyramid, enclosed_gaps
 
 log = logging.getLogger(__name__)
+
+GAP = 0.25  # notches narrower than this share of the picture are closed before extrapolating
 
 
 def _down(a: np.ndarray, y_too: bool) -> np.ndarray:
@@ -43,8 +52,7 @@ def push_pull(image: np.ndarray, known: np.ndarray, y_every: int = 1) -> np.ndar
     """Membrane fill: float32 image where unknown pixels come from coarser levels.
 
     ``y_every`` > 1 halves the height only every that many levels, so colours travel
-    further along rows than across them: horizons, floors and walls continue sideways
-    into the new side areas instead of mixing with what is above and below."""
+    further along rows than across them."""
     img = image.astype(np.float32)
     w = known.astype(np.float32)
     levels: list[tuple[np.ndarray, np.ndarray, bool]] = []
@@ -78,66 +86,61 @@ def push_pull(image: np.ndarray, known: np.ndarray, y_every: int = 1) -> np.ndar
     return fill
 
 
-def mirrored_detail(
-    image: np.ndarray, known: np.ndarray, sigma: float, reach: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detail (image - blur) reflected across the hole border: for an unknown pixel p with
-    nearest known pixel q, the detail at 2q - p, weighted by exp(-|p - q| / reach)
-    (left out beyond 5 reaches, where the weight is under 1 %). Returned sparse, as
-    (rows, columns, (n, 3) float32 values): the detail is only computed where it is used."""
-    known8 = known.astype(np.uint8)
-    blur = cv2.GaussianBlur(
-        cv2.bitwise_and(image, image, mask=known8).astype(np.float32), (0, 0), sigma
-    )
-    norm = cv2.GaussianBlur(known8.astype(np.float32), (0, 0), sigma)
-    src = 1 - known8  # zeros (known pixels) are the labelled sites
-    dist, labels = cv2.distanceTransformWithLabels(
-        src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    sites = np.argwhere(src == 0)  # labels number the zero pixels in raster order
+def membrane(image: np.ndarray, known: np.ndarray, y_every: int, soften: float) -> np.ndarray:
+    """:func:`push_pull` with rows reaching ``y_every`` times further, its row streaks
+    blurred across the rows more the further they are from the known pixels (full blur,
+    height / 40, at ``soften`` pixels)."""
+    out = push_pull(image, known, y_every)
+    dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
+    soft = cv2.GaussianBlur(out, (1, 0), sigmaX=0.1, sigmaY=max(2.0, known.shape[0] / 40))
+    a = np.clip(dist / soften, 0, 1, out=dist)
+    return cv2.blendLinear(out, soft, 1 - a, a)  # no (H, W, 3) weight copies
+
+
+def reduced(fill: HoleFill, image: np.ndarray, known: np.ndarray, pixels: int) -> np.ndarray:
+    """``fill`` run at about ``pixels`` (area-averaged known colours; pixels over half
+    known count as known), scaled back up under the holes; known pixels unchanged. No
+    full-size float copy is made."""
     h, w = known.shape
-    ys, xs = np.nonzero((src > 0) & (dist < 5 * reach))
-    lab = labels[ys, xs] - 1
-    del labels
-    qy, qx = sites[lab, 0], sites[lab, 1]
-    ry, rx = 2 * qy - ys, 2 * qx - xs
-    inside = (ry >= 0) & (ry < h) & (rx >= 0) & (rx < w)
-    ry, rx = np.clip(ry, 0, h - 1), np.clip(rx, 0, w - 1)
-    ok = inside & known[ry, rx]
-    ys, xs, ry, rx = ys[ok], xs[ok], ry[ok], rx[ok]
-    detail = (
-        image[ry, rx].astype(np.float32) - blur[ry, rx] / np.maximum(norm[ry, rx], 1e-3)[:, None]
-    )
-    return ys, xs, detail * np.exp(-dist[ys, xs] / reach)[:, None]
+    f = (pixels / (h * w)) ** 0.5
+    size = (max(1, int(w * f)), max(1, int(h * f)))
+    known8 = known.astype(np.uint8)
+    cover = cv2.resize(known8 * np.float32(1), size, interpolation=cv2.INTER_AREA)
+    masked = cv2.bitwise_and(image, image, mask=known8)
+    colour = cv2.resize(masked, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = np.clip(colour / merge3(np.maximum(cover, 1e-6)) + 0.5, 0, 255).astype(np.uint8)
+    small_known = cover > 0.5 if (cover > 0.5).any() else cover > 0
+    out = cv2.resize(fill(small, small_known), (w, h), interpolation=cv2.INTER_LINEAR)
+    cv2.copyTo(image, known8, out)
+    return out
 
 
 class ClassicalFill(HoleFill):
-    """Push-pull membrane plus mirrored texture; known pixels returned unchanged.
-
-    ``y_every=4`` (rows carry colour 4x further than columns below the coarsest levels):
-    stage side PSNR bear / skater / tennis 18.27 / 19.95 / 24.72 dB against
-    18.48 / 19.36 / 24.67 with 2, so the mean rises."""
+    """Membrane plus continued edges (module docstring); known pixels unchanged."""
 
     def __init__(
         self,
-        detail_gain: float = 0.7,
-        sigma: float = 2.0,
-        reach: float = 24.0,
-        y_every: int = 4,
+        edge_reach: float = 100.0,
+        y_every: int = 2,
+        soften: float = 96.0,
         max_pixels: int = 500_000,
+        extrapolator: Extrapolator | None = None,
     ):
-        if detail_gain < 0 or sigma <= 0 or reach <= 0 or y_every < 1 or max_pixels < 64:
+        if edge_reach <= 0 or y_every < 1 or soften <= 0:
             raise ValueError(
-                f"need detail_gain >= 0, sigma > 0, reach > 0, y_every >= 1, max_pixels >= 64: "
-                f"{detail_gain}, {sigma}, {reach}, {y_every}, {max_pixels}"
+                f"need edge_reach > 0, y_every >= 1, soften > 0: {edge_reach}, {y_every}, {soften}"
             )
-        self.detail_gain, self.sigma, self.reach = detail_gain, sigma, reach
-        self.y_every = y_every
-        # larger regions are filled at a reduced size: the float buffers of the fill are
-        # the stage's biggest allocation (about 180 bytes a pixel at its peak), and must not
-        # grow with the canvas. 0.5 Mpx: stage side PSNR on the dev clips as with 1.5 Mpx
-        # (mean 22.25 dB both; 22.19 at 0.25 Mpx), the peak of a long pan's fill 90 -> ~30 MiB
+        if max_pixels < 64:
+            raise ValueError(f"max_pixels must be >= 64, got {max_pixels}")
+        # larger regions are filled at a reduced size: the fill's float buffers must not
+        # grow with the canvas (a long pan's panorama); smaller sizes scored as well
         self.max_pixels = max_pixels
+        self.edge_reach = edge_reach  # pixels over which a continued edge fades out
+        # rows reach twice as far as columns: 2 scored above 3, 4 and 8 on the panoramas
+        # of the static dev clips (colours of one row band stay out of the next)
+        self.y_every = y_every
+        self.soften = soften  # distance at which row streaks are fully blurred across rows
+        self.edges = extrapolator or Extrapolator()
 
     def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
         check_fill_inputs(image, known)
@@ -146,37 +149,25 @@ class ClassicalFill(HoleFill):
         if not known.any():
             log.warning("nothing known to fill from; returning mid grey")
             return np.full_like(image, 128)
+        if known.size > self.max_pixels:
+            return reduced(self, image, known, self.max_pixels)
+        base = membrane(image, known, self.y_every, self.soften)
         h, w = known.shape
-        if h * w > self.max_pixels:
-            return self._reduced(image, known)
-        out = push_pull(image, known, self.y_every)
-        if self.y_every > 1:  # soften row streaks with the distance into the hole
-            dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
-            sigma = max(2.0, known.shape[0] / 40)
-            soft = cv2.GaussianBlur(out, (1, 0), sigmaX=0.1, sigmaY=sigma)
-            a = np.clip(dist / (4 * self.reach), 0, 1, out=dist)
-            out = cv2.blendLinear(out, soft, 1 - a, a)  # no (H, W, 3) weight copies
-            del soft, a, dist
-        if self.detail_gain > 0:
-            ys, xs, detail = mirrored_detail(image, known, self.sigma, self.reach)
-            out[ys, xs] += self.detail_gain * detail
-        result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-        cv2.copyTo(image, known.astype(np.uint8), result)
-        return result
-
-    def _reduced(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """Fill at about ``max_pixels`` (area-averaged known colours; pixels over half
-        known count as known), scaled back up under the holes; known pixels unchanged.
-        No full-size float copy is made."""
-        h, w = known.shape
-        f = (self.max_pixels / (h * w)) ** 0.5
-        size = (max(1, int(w * f)), max(1, int(h * f)))
-        known8 = known.astype(np.uint8)
-        cover = cv2.resize(known8 * np.float32(1), size, interpolation=cv2.INTER_AREA)
-        masked = cv2.bitwise_and(image, image, mask=known8)
-        colour = cv2.resize(masked, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        small = np.clip(colour / merge3(np.maximum(cover, 1e-6)) + 0.5, 0, 255).astype(np.uint8)
-        small_known = cover > 0.5 if (cover > 0.5).any() else cover > 0
-        out = cv2.resize(self(small, small_known), (w, h), interpolation=cv2.INTER_LINEAR)
-        cv2.copyTo(image, known8, out)
+        border = known | enclosed_gaps(known, max(3, round(GAP * min(h, w))))
+        if not border.all():
+            pyramid = KnownPyramid(image, known)
+            e = self.edges(image, known, border, pyramid)
+            wgt = (e.coherence * np.exp(-e.travel / self.edge_reach))[:, None]
+            base[e.ys, e.xs] = wgt * e.colour + (1 - wgt) * base[e.ys, e.xs]
+        out = np.clip(base + 0.5, 0, 255).astype(np.uint8)
+        cv2.copyTo(image, known.astype(np.uint8), out)
         return out
+
+
+class FrameFill(ClassicalFill):
+    """The same fill for one frame at a time, run at about ``max_pixels`` and scaled up:
+    the fallback for frames the panorama cannot serve. What it predicts is low in
+    detail, so the reduced size costs no measurable score and most of the time."""
+
+    def __init__(self, max_pixels: int = 50_000, **kwargs: Any):
+        super().__init__(max_pixels=max_pixels, **kwargs)
