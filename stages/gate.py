@@ -60,9 +60,12 @@ class GateDetector:
         other._count = self._count
         return other
 
-    def mask(self, size: tuple[int, int], margin: bool = True) -> np.ndarray:
+    def mask(
+        self, size: tuple[int, int], margin: bool = True, corners: float | None = None
+    ) -> np.ndarray:
         """Unreliable pixels (bool) at ``size`` (w, h); ``margin=False`` leaves out the fixed
-        edge margin (for the seam, where only real gate darkness matters)."""
+        edge margin (for the seam, where only real gate darkness matters); ``corners``
+        keeps the dark pixels only in the corner squares of that share of the height."""
         w, h = size
         if self._sum is None or self._count == 0:
             small = np.zeros((64, 64), bool)
@@ -85,6 +88,13 @@ class GateDetector:
         out = cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
         r = max(1, round(0.004 * w))
         out = cv2.dilate(out, np.ones((2 * r + 1,) * 2, np.uint8)) > 0
+        if corners is not None:
+            c = max(1, round(corners * h))
+            keep = np.zeros_like(out)
+            for rows in (slice(0, c), slice(h - c, h)):
+                for cols in (slice(0, c), slice(w - c, w)):
+                    keep[rows, cols] = out[rows, cols]
+            out = keep
         if margin:  # left/right only: the seams are there
             m = max(1, round(self.margin * w))
             out[:, :m] = out[:, -m:] = True

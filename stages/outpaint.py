@@ -33,7 +33,7 @@ from stages.base import Frame, HoleFill, Stage, VideoInfo, Window, widened_width
 from stages.confidence import Confidence
 from stages.display import SceneDisplay
 from stages.fallback import FallbackRenderer
-from stages.fill import ClassicalFill
+from stages.fill import ClassicalFill, FrameFill
 from stages.foreground import ForegroundMasker
 from stages.gate import FilmGate, GateDetector, GatePatch
 from stages.motion import Motion, MotionTracker
@@ -48,9 +48,6 @@ from stages.vignette import Vignette
 log = logging.getLogger(__name__)
 
 FILL_CONTEXT = 0.25  # known context around the holes handed to the fill, in frame heights
-# the per-frame fallback fill works at about this many pixels: fast, and still ahead of
-# per-frame Telea at full size on every dev clip
-FRAME_FILL_PIXELS = 80_000
 POOL_THREADS = 2  # threads for the independent parts of a window's work
 # film-gate pixels must be dark in every frame, not only on average (see GateDetector):
 # for the window's gate (seams, samples, foreground); not for the registrars' tracking
@@ -126,8 +123,9 @@ class PanoramaOutpaint(Stage):
                 raise TypeError(f"{name} must be a HoleFill, got {type(f).__name__}")
         self.aspect = Fraction(aspect)
         self.fill = fill if fill is not None else ClassicalFill()
-        # frames that belong to no background segment are filled from their own pixels
-        self.frame_fill = frame_fill or ClassicalFill(max_pixels=FRAME_FILL_PIXELS)
+        # where the panorama cannot serve, frames are filled from their own pixels: the
+        # default is ahead of full-size per-frame Telea on every dev clip
+        self.frame_fill = frame_fill or FrameFill()
         self.masker = ForegroundMasker(segmenter)
         self.dump_dir = Path(dump_dir) if dump_dir is not None else None
         self.model, self.composite, self.max_samples = model, composite, max_samples

@@ -105,3 +105,18 @@ def test_dark_picture_in_some_corners_is_no_film_gate():
     assert few.patch() is None
     with pytest.raises(ValueError, match="notch_ratio"):
         FilmGate(notch_ratio=0.9)
+
+
+def test_dark_pixels_can_be_kept_to_the_corners():
+    frames = []
+    for seed in range(8):
+        f = textured_background(120, 160, seed)
+        f[:12, :] = 6  # a steady dark band along the whole top (a doorway, a score bar)
+        frames.append(f)
+    gd = GateDetector(max_cv=0.35)
+    gd.update(frames)
+    full = gd.mask((160, 120), margin=False)
+    corners = gd.mask((160, 120), margin=False, corners=0.1)
+    assert full[:8, 40:120].all()  # along the edge: flagged by the full mask
+    assert not corners[:, 20:140].any()  # kept to the corner squares (12 px)
+    assert corners[:8, :8].all() and corners[:8, -8:].all()

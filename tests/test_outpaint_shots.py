@@ -10,8 +10,8 @@ import numpy as np
 
 from stages.base import VideoInfo, Window, widened_width
 from stages.fallback import FallbackRenderer
-from stages.fill import ClassicalFill
-from stages.outpaint import FRAME_FILL_PIXELS, PanoramaOutpaint
+from stages.fill import FrameFill
+from stages.outpaint import PanoramaOutpaint
 from tests.synthetic import fade_clip, panning_clip, tinted, whip_clip, with_film_gate
 
 W, H = 160, 120
@@ -71,7 +71,7 @@ def test_a_frame_with_garbage_registration_renders_no_panorama_pixels(monkeypatc
 
     monkeypatch.setattr(motion.MotionTracker, "track", garbage)
     out = widen(frames)
-    own = FallbackRenderer(ClassicalFill(max_pixels=FRAME_FILL_PIXELS), W, OUT_W, H)
+    own = FallbackRenderer(FrameFill(), W, OUT_W, H)
     assert np.array_equal(out[bad], own.render(frames[bad]))
     assert not np.array_equal(out[bad - 10], own.render(frames[bad - 10]))  # others: panorama
 
