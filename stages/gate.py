@@ -126,7 +126,7 @@ class FilmGate:
     corners, and dark lines along the picture's edges, as on old film scans (every Popeye
     frame has both). Running statistics of full-resolution corner patches and edge strips,
     film-wide (the gate does not move). Only a film whose four corners all hold a steady
-    near-black notch has a gate (``mask`` is None otherwise): dark content in one or two
+    near-black notch has a gate (:meth:`patch` is None otherwise): dark content in one or two
     corners of a static shot, which is picture, never passes.
     """
 

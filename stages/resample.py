@@ -32,6 +32,26 @@ from stages.gate import GatePatch
 AGREE_LEVELS = 12
 
 
+def warp_area(
+    panorama: np.ndarray,
+    view: np.ndarray,
+    rows: slice,
+    cols: slice,
+    falloff: np.ndarray | None = None,
+) -> np.ndarray:
+    """The panorama warped into the output frame's ``rows`` x ``cols`` (``view``: output
+    pixels -> panorama pixels), times the falloff there when given."""
+    shift = np.array([[1, 0, cols.start], [0, 1, rows.start], [0, 0, 1.0]])
+    size = (cols.stop - cols.start, rows.stop - rows.start)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    area = cv2.warpPerspective(
+        panorama, view @ shift, size, flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )
+    if falloff is not None:
+        area = cv2.multiply(area, falloff[rows, cols], dtype=cv2.CV_8U)
+    return area
+
+
 def box_rows(a: np.ndarray, k: int) -> np.ndarray:
     """Mean over ``k`` (odd, < 2 * len(a)) neighbouring rows of a 2-D array, borders
     reflected as ``cv2.blur`` does; a cumulative sum, several times faster than
@@ -102,16 +122,7 @@ class Resampler:
                 continue
             # the side plus the band under the original (for the colour match), warped at once
             x0 = 0 if is_left else ox + w - b
-            shift = np.array([[1, 0, x0], [0, 1, 0], [0, 0, 1.0]])
-            strip = cv2.warpPerspective(
-                panorama,
-                view @ shift,
-                (width + b, h),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            if falloff is not None:
-                strip = cv2.multiply(strip, falloff[:, x0 : x0 + width + b], dtype=cv2.CV_8U)
+            strip = warp_area(panorama, view, slice(0, h), slice(x0, x0 + width + b), falloff)
             fcols = slice(0, b) if is_left else slice(w - b, w)
             if is_left:
                 band, side = strip[:, width:], strip[:, :width]
@@ -154,19 +165,8 @@ class Resampler:
         out = frame.copy()
         ox = self.offset
         for rows, cols in gate.rects:
-            ph, pw = rows.stop - rows.start, cols.stop - cols.start
-            shift = np.array([[1, 0, ox + cols.start], [0, 1, rows.start], [0, 0, 1.0]])
-            patch = cv2.warpPerspective(
-                panorama,
-                view @ shift,
-                (pw, ph),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            if falloff is not None:
-                patch = cv2.multiply(
-                    patch, falloff[rows, ox + cols.start : ox + cols.stop], dtype=cv2.CV_8U
-                )
+            out_cols = slice(ox + cols.start, ox + cols.stop)
+            patch = warp_area(panorama, view, rows, out_cols, falloff)
             context = gate.alpha[rows, cols] == 0
             if unreliable is not None:
                 context &= ~unreliable[rows, cols]
@@ -193,17 +193,8 @@ class Resampler:
         h, w, ox, b = self.height, self.in_width, self.offset, self.band
         out = []
         for cols in (slice(0, b), slice(w - b, w)):
-            shift = np.array([[1, 0, ox + cols.start], [0, 1, 0], [0, 0, 1.0]])
-            strip = cv2.warpPerspective(
-                panorama,
-                view @ shift,
-                (b, h),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            if falloff is not None:
-                x0 = ox + cols.start
-                strip = cv2.multiply(strip, falloff[:, x0 : x0 + b], dtype=cv2.CV_8U)
+            out_cols = slice(ox + cols.start, ox + cols.stop)
+            strip = warp_area(panorama, view, slice(0, h), out_cols, falloff)
             ok = np.ones((h, b), bool) if unreliable is None else ~unreliable[:, cols]
             if np.count_nonzero(ok) < 4 * b:
                 out.append(1.0)
