@@ -27,7 +27,7 @@ RAMP = 8  # frames over which the confidence may go from 0 to 1 (a third of a se
 # dev-clip frames all lie above HIGH, and the panorama served them well even there)
 SHARE_LOW, SHARE_HIGH = 0.08, 0.16
 INTERPOLATED = 0.75  # a frame placed by interpolation between two registered frames
-# agreement at the better seam: at least 0.56 on every registered frame of the dev clips
+# agreement at the better seam: at least 0.55 on every registered frame of the dev clips
 # (and of Popeye, One Piece and Megamind); an unrelated panorama agrees by chance only
 AGREE_LOW, AGREE_HIGH = 0.25, 0.5
 

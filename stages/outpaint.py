@@ -229,7 +229,7 @@ class PanoramaOutpaint(Stage):
         if motions[0].placed:
             continues = window.continues or start > 0
             display = self._display_for(window.scene, motions[0], continues)
-            views = self._composite(display, frames, motions)
+            views = self._composite(display, frames, motions, len(frames) / len(window))
             falloff = self._falloff(display)
         last = window.last and stop == len(window)
         unreliable = self._gate.mask((w, h), margin=False)
@@ -313,10 +313,11 @@ class PanoramaOutpaint(Stage):
             part.display.dump(self.dump_dir)
 
     def _composite(
-        self, display: SceneDisplay, frames: list[np.ndarray], motions: list[Motion]
+        self, display: SceneDisplay, frames: list[np.ndarray], motions: list[Motion], share: float
     ) -> list[np.ndarray]:
-        """Add registered frames of one segment to its display's panorama and start the
-        fill of what their views need; returns each frame's output-to-canvas matrix."""
+        """Add registered frames of one segment (``share`` of their window) to its
+        display's panorama and start the fill of what their views need; returns each
+        frame's output-to-canvas matrix."""
         assert self._info is not None and self._resampler is not None
         assert self._sampler is not None
         h = self._info.height
@@ -324,7 +325,7 @@ class PanoramaOutpaint(Stage):
         Hs = [m.H for m in motions]
         old = display.pano.canvas
         canvas = display.pano.grow(quad_bounds(Hs, out_w, h, left=-ox), *self._canvas_limits())
-        samples, to_ref, valids, picked = self._sampler(display, frames, motions)
+        samples, to_ref, valids, picked = self._sampler(display, frames, motions, share)
         times = [float(display.frames_seen + i) for i in picked]
         updated = display.pano.add(samples, to_ref, valids, times)
         display.frames_seen += len(frames)

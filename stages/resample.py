@@ -188,20 +188,24 @@ class Resampler:
     ) -> tuple[float, float]:
         """How well the panorama agrees with the frame in the seam bands (left, right):
         the share of the band's usable pixels whose largest channel difference, after the
-        band's median colour difference, is under ``levels``; 1 with too few usable
-        pixels to say. Only the bands are warped (cheap beside :meth:`render`)."""
+        band's mean colour difference, is under ``levels``; 1 with too few usable pixels
+        to say. Only the bands are warped (cheap beside :meth:`render`)."""
         h, w, ox, b = self.height, self.in_width, self.offset, self.band
         out = []
         for cols in (slice(0, b), slice(w - b, w)):
             out_cols = slice(ox + cols.start, ox + cols.stop)
             strip = warp_area(panorama, view, slice(0, h), out_cols, falloff)
-            ok = np.ones((h, b), bool) if unreliable is None else ~unreliable[:, cols]
-            if np.count_nonzero(ok) < 4 * b:
+            ok8 = np.ones((h, b), np.uint8)
+            if unreliable is not None:
+                ok8[unreliable[:, cols]] = 0
+            n = int(np.count_nonzero(ok8))
+            if n < 4 * b:
                 out.append(1.0)
                 continue
-            diff = cv2.subtract(frame[:, cols], strip, dtype=cv2.CV_16S)[ok]  # (n, 3)
-            diff = np.abs(diff - np.median(diff, 0)).max(1)
-            out.append(float(np.count_nonzero(diff < levels)) / len(diff))
+            diff = cv2.subtract(frame[:, cols], strip, dtype=cv2.CV_16S)
+            dev = cv2.absdiff(diff, cv2.mean(diff, ok8))  # off the band's colour difference
+            close = (dev.max(2) < levels) & (ok8 > 0)
+            out.append(float(np.count_nonzero(close)) / n)
         return out[0], out[1]
 
     def _colour_offset(

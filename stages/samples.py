@@ -72,6 +72,9 @@ def motion_neighbours(
 # height: along the edges they were mostly picture (a static shot's dark doorway, a score
 # box), and leaving them out cost the sides there far more than it gained elsewhere
 GATE_CORNER = 0.1
+# samples of a part of a window at the least (a window gets ``max_samples`` in all, its
+# parts their share): a segment's median needs a few, more cost time for little
+MIN_SAMPLES = 6
 # samples whose exposure gain to the window's background leaves this range are left out
 # (frames of a fade or a flash; gain_to clips at 0.5 and 2)
 MIN_GAIN, MAX_GAIN = 0.55, 1.8
@@ -102,13 +105,20 @@ class Sampler:
         self.small = (sw, max(8, round(h * sw / w)))
 
     def __call__(
-        self, display: SceneDisplay, frames: list[np.ndarray], motions: list[Motion]
+        self,
+        display: SceneDisplay,
+        frames: list[np.ndarray],
+        motions: list[Motion],
+        share: float = 1.0,
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[int]]:
         """(samples, their frame -> reference matrices, valid masks, frame indices) for
-        ``display``'s panorama, whose canvas must already cover the frames' views."""
+        ``display``'s panorama, whose canvas must already cover the frames' views;
+        ``share``: the frames' share of their window, which gets ``max_samples`` evenly
+        spaced samples in all (a part of it its share, at least ``MIN_SAMPLES``)."""
         (w, h), (sw, sh) = self.size, self.small
         assert display.canvas is not None
-        pick = choose_samples(motions, w, h, self.max_samples)
+        budget = max(MIN_SAMPLES, round(self.max_samples * share))
+        pick = choose_samples(motions, w, h, min(self.max_samples, budget))
         smalls = {i: cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA) for i in pick}
         pick = [i for i in pick if not is_flat(smalls[i])]
         self.gate.update([smalls[i] for i in pick])
