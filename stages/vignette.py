@@ -165,20 +165,26 @@ class Vignette:
         exposures eliminated, joins the running sums."""
         wgt = np.ones(len(y))
         n_g = A.shape[1] - 2
-        for _ in range(6):
-            Aw = A * wgt[:, None]
-            N = Aw.T @ A + 1e-6 * np.eye(A.shape[1])
-            x = np.linalg.solve(N, Aw.T @ y)
-            r = y - A @ x
-            scale = 1.4826 * float(np.median(np.abs(r))) + 1e-4
-            wgt = 1.0 / (1.0 + (r / (2.0 * scale)) ** 2)  # Cauchy
-        # each equation's weight in units of a residual at the robust scale
-        Aw = A * (wgt / scale**2)[:, None]
-        N, b = Aw.T @ A, Aw.T @ y
-        Ngg, Ngc, Ncc = N[:n_g, :n_g], N[:n_g, n_g:], N[n_g:, n_g:]
-        Ngg = Ngg + 1e-6 * np.eye(n_g)
-        S = Ncc - Ngc.T @ np.linalg.solve(Ngg, Ngc)
-        s = b[n_g:] - Ngc.T @ np.linalg.solve(Ngg, b[:n_g])
+        try:
+            for _ in range(6):
+                Aw = A * wgt[:, None]
+                N = Aw.T @ A + 1e-6 * np.eye(A.shape[1])
+                x = np.linalg.solve(N, Aw.T @ y)
+                r = y - A @ x
+                scale = 1.4826 * float(np.median(np.abs(r))) + 1e-4
+                wgt = 1.0 / (1.0 + (r / (2.0 * scale)) ** 2)  # Cauchy
+            # each equation's weight in units of a residual at the robust scale
+            Aw = A * (wgt / scale**2)[:, None]
+            N, b = Aw.T @ A, Aw.T @ y
+            Ngg, Ngc, Ncc = N[:n_g, :n_g], N[:n_g, n_g:], N[n_g:, n_g:]
+            Ngg = Ngg + 1e-6 * np.eye(n_g)
+            S = Ncc - Ngc.T @ np.linalg.solve(Ngg, Ngc)
+            s = b[n_g:] - Ngc.T @ np.linalg.solve(Ngg, b[:n_g])
+        except np.linalg.LinAlgError:  # a window whose equations say nothing sound
+            log.debug("vignette: window left out (singular equations)")
+            return
+        if not (np.isfinite(S).all() and np.isfinite(s).all()):
+            return
         self._N += S
         self._b += s
         log.debug("vignette: window fit %s, film-wide %s", x[n_g:], self.coeffs)
