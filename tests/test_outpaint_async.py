@@ -249,3 +249,17 @@ def test_later_stages_get_each_window_under_its_own_scene(clip):
         chain.close()
         got.append([x for x in labels.log if x[3]])
     assert got[1] == got[0]
+
+
+def test_parts_of_a_window_in_several_segments_match_the_synchronous_path():
+    """A window holding several background segments (a whip pan): each part is held back
+    while its fill runs, and the frames are those of the synchronous path."""
+    from tests.synthetic import whip_clip
+
+    frames, _ = whip_clip(n_a=16, n_whip=5, n_b=16)
+    clip = (frames, [(0, len(frames), 0, False, True)])
+    ref, _ = run_all(make_stage(ClassicalFill()), clip)
+    out, counts = run_all(make_stage(FakeAsyncFill()), clip)
+    assert sum(counts) == len(frames) and counts[-1] > 0  # the last part comes at finish
+    for i, (a, b) in enumerate(zip(out, ref, strict=True)):
+        assert np.array_equal(a.image, b.image), f"frame {i} differs"
