@@ -44,6 +44,7 @@ if str(REPO) not in sys.path:  # run as a script: make `benchmarks.*` importable
 
 from benchmarks.metrics import centre_crop_width, grey, side_columns, side_psnr, side_ssim  # noqa: E402
 from benchmarks.outpaint_eval import blur_pillarbox, load_clip, scale_frames, telea  # noqa: E402
+from stages.base import HoleFill  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class Clip:
         return image, known
 
 
-class _Recorder:
+class _Recorder(HoleFill):
     """A fill that records its first input and returns the known colours' mean."""
 
     def __init__(self) -> None:
@@ -131,7 +132,7 @@ def panorama_input(
 
     h, w = crops[0].shape[:2]
     rec = _Recorder()
-    stage = PanoramaOutpaint(Fraction(w + extra, h), fill=rec)  # type: ignore[arg-type]
+    stage = PanoramaOutpaint(Fraction(w + extra, h), fill=rec)
     stage.configure(VideoInfo(w, h, Fraction(1, 24)))
     for i, crop in enumerate(crops):
         stage.peek(crop, scene, i == 0)

@@ -70,7 +70,7 @@ def main() -> int:
                 pass
             del frames, window
             gc.collect()
-            canvas = stage._scene.pano.canvas if stage._scene else None
+            canvas = stage.canvas
             shape = f"{canvas.width}x{canvas.height}" if canvas else "-"
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             print(f"window {k}: rss {rss_mib()} MiB, peak {peak} MiB, canvas {shape}", flush=True)

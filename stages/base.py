@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -203,10 +204,31 @@ class HoleFill(ABC):
     True where the pixel is real. The result has the same shape and dtype, and every
     known pixel is returned unchanged. The classical fill (``stages/fill.py``) and the
     diffusion fill (``gpu/``) both implement this.
+
+    Callers start a fill with :meth:`submit` and take its result from the future, so a
+    fill that runs in the background (the diffusion fill, on its own thread) and one that
+    fills at once share one code path.
     """
 
     @abstractmethod
     def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray: ...
+
+    def submit(self, image: np.ndarray, known: np.ndarray) -> Future[np.ndarray]:
+        """Start filling; the future gives the filled image (or raises the fill's error).
+        The default fills at once and returns a done future; a fill that overrides this
+        to work in the background must not change ``image`` or ``known`` (copy them)."""
+        future: Future[np.ndarray] = Future()
+        try:
+            future.set_result(self(image, known))
+        except Exception as e:  # handed over like a background fill's error
+            future.set_exception(e)
+        return future
+
+    @property
+    def in_background(self) -> bool:
+        """Whether :meth:`submit` returns before the fill is done (it is overridden): a
+        caller then has other work to do meanwhile, e.g. the next window."""
+        return type(self).submit is not HoleFill.submit
 
     def close(self) -> None:
         """Free resources (GPU memory, worker threads)."""

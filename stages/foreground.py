@@ -7,7 +7,6 @@ by morphological opening/closing and dilated so soft edges and motion blur of ch
 do not smear into the background. An optional ``segmenter`` (rgb uint8 -> float32
 foreground probability, e.g. ``stages.segment.U2NetpSegmenter``) is united with it,
 which also catches characters that do not move relative to the background.
-Also here: film-gate border detection (dark rounded corners, vignettes).
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+
+from stages.panorama import Canvas, MapFn, masked_median, warp_sample
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,8 @@ def moving(
 class ForegroundMasker:
     """Foreground (bool, True = character) of small frames against their background.
 
-    Defaults (threshold 25, dilation 1.5 % of the height): mean IoU 0.735 on the DAVIS
-    tennis masks (``benchmarks/mask_iou.py``) against 0.520 with 18 and 3 %, which were
-    about twice the true area; side PSNR on skater +0.3 dB."""
+    Defaults (threshold 25, dilation 1.5 % of the height): lower thresholds and wider
+    dilation gave masks about twice the true area (``benchmarks/mask_iou.py``)."""
 
     def __init__(
         self,
@@ -166,85 +166,43 @@ class ForegroundMasker:
         return fg8 > 0
 
 
-class GateDetector:
-    """Unreliable frame-border pixels: dark film-gate corners and vignettes.
+def sample_masks(
+    masker: ForegroundMasker,
+    canvas: Canvas,
+    smalls: list[np.ndarray],
+    to_ref: list[np.ndarray],
+    fulls: list[np.ndarray],
+    neighbours: list[tuple[np.ndarray, np.ndarray] | None],
+    unreliable: np.ndarray,
+    map_fn: MapFn = map,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Foreground masks and exposure gains of a window's sample frames (``smalls``, one
+    small size, with their pixel -> reference matrices ``to_ref``), against a coarse
+    median background of the same frames on ``canvas``'s area and, where given, a nearby
+    frame with its pixel-to-pixel matrix (``neighbours``, see :func:`moving`).
+    ``fulls`` are the full-size frames (their width sets the coarse scale; the segmenter
+    sees them); ``unreliable`` (bool, small size) marks film-gate pixels to leave out."""
+    sh, sw = smalls[0].shape[:2]
+    ratio = sw / fulls[0].shape[1]
+    x0, y0, x1, y1 = canvas.bounds()
+    coarse = Canvas(x0, y0, ratio, int(np.ceil((x1 - x0) * ratio)), int(np.ceil((y1 - y0) * ratio)))
+    to_c = coarse.from_ref()
+    warped = [
+        warp_sample(s, ~unreliable, to_c @ H, coarse) for s, H in zip(smalls, to_ref, strict=True)
+    ]
+    bg = masked_median(np.stack([x[0] for x in warped]), np.stack([x[1] for x in warped]))
+    known = np.stack([x[1] for x in warped]).any(0)
+    known8 = known.astype(np.uint8) * 255
 
-    Keeps a running mean of the luminance over every frame seen (the gate does not move
-    during a film). Pixels in the outer ``band`` of the frame whose mean is below
-    ``ratio`` times the centre's median and that connect to the frame edge are
-    unreliable (dilated a little), plus a thin fixed margin at the left and right edges
-    (compression ringing, blanking) where the seams are.
+    def one(k: int) -> tuple[np.ndarray, np.ndarray]:
+        m = to_c @ to_ref[k]
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        bg_view = cv2.warpPerspective(bg, m, (sw, sh), flags=flags)
+        kn_view = cv2.warpPerspective(known8, m, (sw, sh), flags=flags) >= 250
+        kn_view &= ~unreliable
+        full = fulls[k] if masker.segmenter else None
+        fg = masker(smalls[k], bg_view, kn_view, full, neighbours[k])
+        return fg, gain_to(bg_view, smalls[k], kn_view & ~fg)
 
-    With ``max_cv``, a dark pixel counts only if it is also steady: its standard deviation
-    over the frames is under ``max_cv`` times its mean (plus 2 levels). A gate is dark in
-    every frame; dark content at the border that the camera pans along (the audience
-    rows above skater's rink) is dark only on average. Measured over whole clips at
-    CV 0.35: Popeye's gate corners stay flagged (0.57 % and 0.83 % of the frame, from
-    0.57 % and 0.85 %), skater's flagged area 10.1 % -> 1.0 %, bear's 2.8 % -> 1.1 %.
-    """
-
-    def __init__(
-        self,
-        band: float = 0.08,
-        ratio: float = 0.55,
-        margin: float = 0.006,
-        max_cv: float | None = None,
-    ):
-        if not 0 < band < 0.5 or not 0 < ratio < 1 or not 0 <= margin < band:
-            raise ValueError(f"need 0 <= margin < band < 0.5, 0 < ratio < 1: {band, ratio, margin}")
-        if max_cv is not None and max_cv <= 0:
-            raise ValueError(f"max_cv must be positive or None, got {max_cv}")
-        self.band, self.ratio, self.margin, self.max_cv = band, ratio, margin, max_cv
-        self._sum: np.ndarray | None = None
-        self._sq: np.ndarray | None = None  # sum of squares, kept only with max_cv
-        self._count = 0
-
-    def update(self, small_frames: list[np.ndarray]) -> None:
-        """Add frames (any fixed small size) to the running luminance mean."""
-        for f in small_frames:
-            y = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float64)
-            if self._sum is None or self._sum.shape != y.shape:
-                self._sum, self._count = np.zeros_like(y), 0
-                self._sq = np.zeros_like(y) if self.max_cv is not None else None
-            self._sum += y
-            if self._sq is not None:
-                self._sq += y * y
-            self._count += 1
-
-    def copy(self) -> GateDetector:
-        """An independent detector with the same frames seen."""
-        other = GateDetector(self.band, self.ratio, self.margin, self.max_cv)
-        other._sum = None if self._sum is None else self._sum.copy()
-        other._sq = None if self._sq is None else self._sq.copy()
-        other._count = self._count
-        return other
-
-    def mask(self, size: tuple[int, int], margin: bool = True) -> np.ndarray:
-        """Unreliable pixels (bool) at ``size`` (w, h); ``margin=False`` leaves out the fixed
-        edge margin (for the seam, where only real gate darkness matters)."""
-        w, h = size
-        if self._sum is None or self._count == 0:
-            small = np.zeros((64, 64), bool)
-        else:
-            mean = self._sum / self._count
-            sh, sw = mean.shape
-            centre = float(np.median(mean[sh // 4 : 3 * sh // 4, sw // 4 : 3 * sw // 4]))
-            dark = mean < self.ratio * centre
-            if self._sq is not None and self.max_cv is not None:
-                std = np.sqrt(np.maximum(self._sq / self._count - mean * mean, 0.0))
-                dark &= std < self.max_cv * mean + 2.0
-            dark = dark.astype(np.uint8)
-            bh, bw = max(1, round(self.band * sh)), max(1, round(self.band * sw))
-            inner = np.zeros_like(dark)
-            inner[bh:-bh, bw:-bw] = 1
-            dark[inner > 0] = 0
-            n, labels = cv2.connectedComponents(dark, connectivity=8)
-            edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-            small = np.isin(labels, edge[edge > 0])
-        out = cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
-        r = max(1, round(0.004 * w))
-        out = cv2.dilate(out, np.ones((2 * r + 1,) * 2, np.uint8)) > 0
-        if margin:  # left/right only: the seams are there
-            m = max(1, round(self.margin * w))
-            out[:, :m] = out[:, -m:] = True
-        return out
+    done = list(map_fn(one, range(len(smalls))))
+    return [d[0] for d in done], [d[1] for d in done]

@@ -8,14 +8,23 @@ accumulates once per keyframe switch (a few times per frame width of panning) in
 once per frame as chained frame-to-frame estimates would.
 
 Model (``auto``, per keyframe): pan+zoom unless a similarity or homography explains
-clearly more points or fits the same background points clearly tighter. Measured on the
-dev clips (side PSNR of the whole stage, dB, bear / skater / tennis): similarity only
-18.2 / 18.0 / 20.4, homography only 19.0 / 17.7 / 23.5, auto 18.9 / 19.6 / 24.8; on
-synthetic pans and cel animation (Popeye) auto stays pan+zoom, which drifts least.
+clearly more points or fits the same background points clearly tighter: no single model
+served every kind of shot on the dev clips; cel pans stay pan+zoom, which drifts least,
+and live footage gets the homography.
 
-Frames that fail (too few inliers: full-frame action, flashes, cuts missed by the scene
-detector) are flagged ``ok=False`` and get a transform interpolated from their neighbours;
-the panorama leaves them out. Tracker state carries across windows of one scene.
+Frames that fail (too few inliers: full-frame action, flashes, whip pans, cuts missed by
+the scene detector) are flagged ``ok=False``. A scene's frames fall into background
+*segments*: runs of frames linked by verified registration, each with its own reference
+(a segment's first frame). ``LOST_AFTER`` failures in a row end a segment; the next frame
+that has features enough starts a new one (a whip pan to another background, a missed
+cut), so frames of one segment never reach another's panorama. Near-black, near-white
+and flat frames (fades, flashes) never start a segment nor register. A failed frame
+between two registered frames of one segment gets a transform interpolated from them;
+one that is not (``segment == -1``) belongs to no segment. When the view has turned so
+far from the reference that the reference's plane distorts it (``MAX_DISTORTION``), the
+segment goes on from a new reference, the current frame; ``Motion.link`` then carries
+the change of coordinates, so what was gathered can be carried over.
+Tracker state carries across windows of one scene.
 """
 
 from __future__ import annotations
@@ -29,15 +38,43 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MODELS = ("panzoom", "similarity", "homography", "auto")
+LOST_AFTER = 3  # failed frames in a row that end a background segment (a flash is shorter)
+# a frame's area scale on the reference (at any corner) outside [1 / this, this], or its
+# corners' scales differing by this factor: the reference plane no longer suits the view
+# (a pan past ~60 degrees, a strong zoom), and a new reference takes over
+MAX_DISTORTION = 2.25
+# frames whose grey level spreads less than this (levels, std), or less than 4 times it
+# with a mean within FLAT_MEAN of black or white, carry no geometry: fades, flashes, blanks
+FLAT_STD = 3.0
+FLAT_MEAN = 12.0
 
 
 @dataclass
 class Motion:
     """Where one frame sits in its scene."""
 
-    H: np.ndarray  # 3x3 float64: full-resolution frame coords -> reference frame coords
-    ok: bool  # False when the estimate failed and H was interpolated
+    H: np.ndarray  # 3x3 float64: full-resolution frame coords -> its segment's reference
+    ok: bool  # False when the estimate failed (H interpolated or held)
     inliers: int = 0
+    segment: int = 0  # background segment within the scene; -1: none (not placed)
+    share: float = 1.0  # share of the tracked points the fit explained (0 when failed)
+    # on the first frame of a segment that continues the previous one by registration:
+    # the matrix from the previous segment's reference to this one's (full resolution)
+    link: np.ndarray | None = None
+
+    @property
+    def placed(self) -> bool:
+        """Whether the frame belongs to a segment (its H is known or interpolated)."""
+        return self.segment >= 0
+
+
+def is_flat(rgb: np.ndarray) -> bool:
+    """Whether a frame is near-black, near-white or flat (no geometry, no background)."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    mean, std = cv2.meanStdDev(gray)
+    m, d = float(mean[0, 0]), float(std[0, 0])
+    extreme = m < FLAT_MEAN or m > 255 - FLAT_MEAN
+    return d < FLAT_STD or extreme and d < 4 * FLAT_STD
 
 
 def normalized_gray(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -110,7 +147,7 @@ def fit_model(
     """Fit ``model``; ``auto`` climbs pan+zoom -> similarity -> homography, taking a richer
     model only when it explains clearly more points or fits its inliers clearly tighter
     (fewer free parameters drift less: cel pans stay pan+zoom, live footage gets the
-    homography; measured on the dev clips, see the module docstring)."""
+    homography)."""
     if model != "auto":
         return (*_fit(src, dst, model, thresh), model)
     src2, dst2 = src.reshape(-1, 2).astype(np.float64), dst.reshape(-1, 2).astype(np.float64)
@@ -165,6 +202,7 @@ class MotionTracker:
         self._hist: list[np.ndarray] = []  # last two work-resolution transforms
         self._fails = 0
         self._active: str | None = None  # model in use since the last keyframe
+        self._segment = -1  # the current background segment
 
     def scales(self, shape: tuple[int, ...]) -> tuple[tuple[int, int], np.ndarray]:
         """Working size (w, h) for frames of ``shape`` and the full-to-working matrix."""
@@ -209,46 +247,87 @@ class MotionTracker:
         for i, frame in enumerate(frames):
             if frame.shape != frames[0].shape:
                 raise ValueError(f"frame {i} has shape {frame.shape}, expected {frames[0].shape}")
-            gray = normalized_gray(frame, size)
+            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            gray = normalized_gray(small, size)
             mask = None
             if masks is not None:
                 mask = cv2.resize(masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
                 mask = mask > 0
+            flat = is_flat(small)
             if not self._keys:
-                self._add_key(gray, np.eye(3), mask)
-                self._hist = [np.eye(3)]
-                out.append(Motion(np.eye(3), True, self._keys[0].n))
+                out.append(self._start(gray, mask, flat))
                 continue
-            pred = self._predict()
-            if self._active is None:  # first registration of the scene: choose the model
-                H, n_last, ok = self._register(gray, pred, self._keys, self.model)
+            if flat:
+                H, n_last, share, ok = self._hist[-1], 0, 0.0, False
             else:
-                H, n_last, ok = self._register(gray, pred, self._keys[-1:], self._active)
+                H, n_last, share, ok = self._track_one(gray, mask)
             if ok:
                 self._fails = 0
-                if n_last < self.rekey_fraction * self._keys[-1].n or n_last < 3 * self.min_inliers:
-                    # new keyframe: re-fit against every kept keyframe (the reference too
-                    # while in view) so the key's own error is anchored, and re-choose model
-                    H2, _, ok2 = self._register(gray, H, self._keys, self.model)
-                    H = H2 if ok2 else H
-                    self._add_key(gray, H, mask)
-            else:
-                self._fails += 1
-                H = self._hist[-1]  # hold still: extrapolating failures runs away
-                if self._fails >= 8:  # lost for good: restart from the prediction
-                    log.debug("motion lost for %d frames; re-keying", self._fails)
-                    self._add_key(gray, H, mask)
-                    self._fails = 0
-            self._hist = [*self._hist[-1:], H]
-            out.append(Motion(s_inv @ H @ s, ok, n_last))
+                link = None
+                if distortion(H, size) > MAX_DISTORTION:
+                    link = self._reanchor(H)
+                    H = np.eye(3)
+                    log.info("view far from the reference; segment %d goes on", self._segment)
+                self._hist = [*self._hist[-1:], H]
+                full_link = None if link is None else s_inv @ link @ s
+                out.append(Motion(s_inv @ H @ s, True, n_last, self._segment, share, full_link))
+                continue
+            self._fails += 1
+            out.append(Motion(s_inv @ self._hist[-1] @ s, False, n_last, -1, share))
+            if self._fails >= LOST_AFTER:  # a new background (or a long flash): start over
+                log.info("registration lost for %d frames; background segment ends", self._fails)
+                self._keys, self._hist, self._fails, self._active = [], [], 0, None
         interpolate_failures(out)
         return out
 
+    def _start(self, gray: np.ndarray, mask: np.ndarray | None, flat: bool) -> Motion:
+        """The frame as the reference of a new segment, if it has features enough."""
+        if not flat:
+            self._add_key(gray, np.eye(3), mask)
+            if self._keys[0].n >= self.min_inliers:
+                self._segment += 1
+                self._hist = [np.eye(3)]
+                return Motion(np.eye(3), True, self._keys[0].n, self._segment)
+            self._keys = []
+        return Motion(np.eye(3), False, 0, -1, 0.0)
+
+    def _track_one(
+        self, gray: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, int, float, bool]:
+        """Register one frame to its segment; (work-resolution H, newest key's inliers,
+        inlier share, ok). The held transform when it fails."""
+        pred = self._predict()
+        if self._active is None:  # first registration of the segment: choose the model
+            H, n_last, share, ok = self._register(gray, pred, self._keys, self.model)
+        else:
+            H, n_last, share, ok = self._register(gray, pred, self._keys[-1:], self._active)
+        if not ok:
+            return self._hist[-1], n_last, share, False  # hold: extrapolating runs away
+        if n_last < self.rekey_fraction * self._keys[-1].n or n_last < 3 * self.min_inliers:
+            # new keyframe: re-fit against every kept keyframe (the reference too while in
+            # view) so the key's own error is anchored, and re-choose the model
+            H2, _, _, ok2 = self._register(gray, H, self._keys, self.model)
+            H = H2 if ok2 else H
+            self._add_key(gray, H, mask)
+        return H, n_last, share, True
+
+    def _reanchor(self, H: np.ndarray) -> np.ndarray:
+        """Make the frame at ``H`` the segment's new reference; returns the old-to-new
+        reference matrix (work resolution). Keyframes and history are carried over."""
+        link = np.linalg.inv(H)
+        link /= link[2, 2]
+        for key in self._keys:
+            key.ref_pts = cv2.perspectiveTransform(key.ref_pts, link)
+        self._hist = [link @ h / (link @ h)[2, 2] for h in self._hist]
+        self._segment += 1
+        return link
+
     def _register(
         self, gray: np.ndarray, pred: np.ndarray, keys: list[_Key], model: str
-    ) -> tuple[np.ndarray, int, bool]:
+    ) -> tuple[np.ndarray, int, float, bool]:
         """Track the features of ``keys`` into ``gray`` and fit frame -> reference to all of
-        them jointly; returns (work-resolution H, newest key's inliers, ok)."""
+        them jointly; returns (work-resolution H, newest key's inliers, share of the
+        tracked points that are inliers, ok)."""
         pred_inv = np.linalg.inv(pred)
         src, dst, owner = [], [], []
         for k, key in enumerate(keys):
@@ -274,21 +353,20 @@ class MotionTracker:
             dst.append(key.ref_pts[inside][good].reshape(-1, 2))
             owner.append(np.full(int(good.sum()), k))
         if not src or sum(len(p) for p in src) < self.min_inliers:
-            return pred, 0, False
+            return pred, 0, 0.0, False
         src_a, dst_a, own = np.concatenate(src), np.concatenate(dst), np.concatenate(owner)
         H, n, name = fit_model(src_a, dst_a, model, self.ransac_thresh)
+        share = n / len(src_a)
         if n < self.min_inliers or not _sane(H, pred):
-            return pred, n, False
+            return pred, n, share, False
         self._active = name
         proj = cv2.perspectiveTransform(src_a[:, None].astype(np.float64), H).reshape(-1, 2)
         inl = np.linalg.norm(proj - dst_a, axis=1) < self.ransac_thresh
         n_last = int((inl & (own == len(keys) - 1)).sum())
-        return H / H[2, 2], n_last, True
+        return H / H[2, 2], n_last, share, True
 
 
-# 15x15 windows: faster than 21x21 and, on the dev clips, side PSNR / TDE 18.42 / 11.0,
-# 19.36 / 10.46, 24.66 / 7.20 (bear, skater, tennis) against 18.41 / 11.3, 19.43 / 10.29,
-# 24.32 / 7.59
+# 15x15 windows: faster than 21x21, and no worse on the dev clips
 _LK = dict(
     winSize=(15, 15),
     maxLevel=3,
@@ -314,21 +392,35 @@ def _sane(H: np.ndarray, pred: np.ndarray) -> bool:
 
 
 def interpolate_failures(motions: list[Motion]) -> None:
-    """Replace failed frames' transforms by a linear blend of the nearest good neighbours
-    in this window (the held prediction when only one side has a good frame)."""
-    good = [i for i, m in enumerate(motions) if m.ok]
-    if not good or len(good) == len(motions):
-        return
+    """Place failed frames that lie between two registered frames of one segment in this
+    window: a linear blend of those frames' transforms, and their segment. Other failed
+    frames keep ``segment == -1`` (they belong to no segment)."""
+    last: int | None = None  # the last registered frame
     for i, m in enumerate(motions):
-        if m.ok:
+        if not m.ok:
             continue
-        before = [g for g in good if g < i]
-        after = [g for g in good if g > i]
-        if before and after:
-            a, b = before[-1], after[0]
-            t = (i - a) / (b - a)
-            H = (1 - t) * motions[a].H / motions[a].H[2, 2] + t * motions[b].H / motions[b].H[2, 2]
-            m.H = H / H[2, 2]
+        if last is not None and i - last > 1 and motions[last].segment == m.segment:
+            a, b = motions[last], m
+            for k in range(last + 1, i):
+                t = (k - last) / (i - last)
+                H = (1 - t) * a.H / a.H[2, 2] + t * b.H / b.H[2, 2]
+                motions[k].H = H / H[2, 2]
+                motions[k].segment = m.segment
+        last = i
+
+
+def distortion(H: np.ndarray, size: tuple[int, int]) -> float:
+    """How far the plane of ``H``'s target distorts a frame of ``size`` (w, h): the
+    largest of its corners' area scales, their inverses, and the ratio of the largest to
+    the smallest (1 for a pure shift)."""
+    w, h = size
+    corners = np.float64([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]])
+    z = corners @ H[2]
+    det = np.linalg.det(H)
+    if np.any(z <= 1e-9) or det <= 0:
+        return np.inf
+    area = det / z**3  # the projective map's Jacobian determinant at each corner
+    return float(max(area.max(), 1 / area.min(), area.max() / area.min()))
 
 
 def same_shot(

@@ -4,9 +4,8 @@ A camera (or a film scanner's optics) darkens the picture towards its corners. W
 camera pans, one point of the background is seen near the centre of one frame and near
 the edge of another, so a panorama composited from raw frames mixes bright and dark
 versions of it, and the new side areas, which in a widescreen picture lie further from
-the centre than any pixel of the 4:3 frame, come out too bright. Measured on the dev
-clips (stage side PSNR, bear): the sides were on average 10-13 levels brighter than
-the real ones 64-128 columns out from the seam.
+the centre than any pixel of the 4:3 frame, come out too bright (on a dev clip, by
+10-13 levels 64-128 columns out from the seam).
 
 Model: ``log V(rho) = c1 * rho**2 + c2 * rho**4`` with ``rho`` the distance from the frame
 centre over the input frame's half diagonal, and ``c1, c2 <= 0`` (V falls monotonically).
@@ -22,8 +21,7 @@ Use: samples are divided by ``V`` before compositing (the panorama holds the lig
 centre of the frame) and the rendered sides multiplied by ``V`` at their position in the
 widened frame, so the falloff continues past the old frame edge. Both are scaled by the
 corner gain (:attr:`Vignette.corner_gain`): a pixel near the frame edge divided by ``V``
-may pass 255, light the camera clipped at the centre, and a uint8 panorama must keep it
-(bear, side PSNR of the seen pixels: 22.75 -> 23.95 dB).
+may pass 255, light the camera clipped at the centre, and a uint8 panorama must keep it.
 """
 
 from __future__ import annotations
@@ -167,20 +165,26 @@ class Vignette:
         exposures eliminated, joins the running sums."""
         wgt = np.ones(len(y))
         n_g = A.shape[1] - 2
-        for _ in range(6):
-            Aw = A * wgt[:, None]
-            N = Aw.T @ A + 1e-6 * np.eye(A.shape[1])
-            x = np.linalg.solve(N, Aw.T @ y)
-            r = y - A @ x
-            scale = 1.4826 * float(np.median(np.abs(r))) + 1e-4
-            wgt = 1.0 / (1.0 + (r / (2.0 * scale)) ** 2)  # Cauchy
-        # each equation's weight in units of a residual at the robust scale
-        Aw = A * (wgt / scale**2)[:, None]
-        N, b = Aw.T @ A, Aw.T @ y
-        Ngg, Ngc, Ncc = N[:n_g, :n_g], N[:n_g, n_g:], N[n_g:, n_g:]
-        Ngg = Ngg + 1e-6 * np.eye(n_g)
-        S = Ncc - Ngc.T @ np.linalg.solve(Ngg, Ngc)
-        s = b[n_g:] - Ngc.T @ np.linalg.solve(Ngg, b[:n_g])
+        try:
+            for _ in range(6):
+                Aw = A * wgt[:, None]
+                N = Aw.T @ A + 1e-6 * np.eye(A.shape[1])
+                x = np.linalg.solve(N, Aw.T @ y)
+                r = y - A @ x
+                scale = 1.4826 * float(np.median(np.abs(r))) + 1e-4
+                wgt = 1.0 / (1.0 + (r / (2.0 * scale)) ** 2)  # Cauchy
+            # each equation's weight in units of a residual at the robust scale
+            Aw = A * (wgt / scale**2)[:, None]
+            N, b = Aw.T @ A, Aw.T @ y
+            Ngg, Ngc, Ncc = N[:n_g, :n_g], N[:n_g, n_g:], N[n_g:, n_g:]
+            Ngg = Ngg + 1e-6 * np.eye(n_g)
+            S = Ncc - Ngc.T @ np.linalg.solve(Ngg, Ngc)
+            s = b[n_g:] - Ngc.T @ np.linalg.solve(Ngg, b[:n_g])
+        except np.linalg.LinAlgError:  # a window whose equations say nothing sound
+            log.debug("vignette: window left out (singular equations)")
+            return
+        if not (np.isfinite(S).all() and np.isfinite(s).all()):
+            return
         self._N += S
         self._b += s
         log.debug("vignette: window fit %s, film-wide %s", x[n_g:], self.coeffs)

@@ -191,6 +191,13 @@ def build_parser(batch: bool = False) -> argparse.ArgumentParser:
         "default it is divided out of the panorama and continued into the new sides",
     )
     fill.add_argument(
+        "--keep-gate",
+        action="store_true",
+        help="panorama/sd: keep an old film's own gate (dark rounded corners and border "
+        "inside the picture) as it is; by default the fill runs under it, feathered, so the "
+        "widened frame reads as one picture",
+    )
+    fill.add_argument(
         "--scene-detector",
         choices=sorted(DETECTORS),
         default=default.scene_detector,

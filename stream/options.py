@@ -49,6 +49,7 @@ class Options:
     mask: str = "auto"
     dump_panoramas: Path | None = None
     vignette: bool = True
+    keep_gate: bool = False
     scene_detector: str = "content"
     scene_threshold: float | None = None
     memory: int = DEFAULT_MEMORY_MB  # MB for the frames of one scene

@@ -245,6 +245,7 @@ def _panorama(options: Options, aspect: Fraction, fill: HoleFill | None) -> Stag
         segmenter=make_segmenter(options.mask, options.device),
         dump_dir=options.dump_panoramas,
         vignette=options.vignette,
+        keep_gate=options.keep_gate,
     )
 
 

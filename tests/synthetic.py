@@ -154,3 +154,58 @@ def encode_clip(
             for packet in as_.encode():
                 out.mux(packet)
     return buf.getvalue()
+
+
+def tinted(image: np.ndarray, tint: tuple[float, float, float]) -> np.ndarray:
+    """``image``'s grey levels as shades of one colour (``tint``: channel gains)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.clip(grey[..., None] * np.float32(tint) + 20, 0, 255).astype(np.uint8)
+
+
+def whip_clip(
+    n_a: int = 24, n_whip: int = 6, n_b: int = 30, height: int = 120, width: int = 160
+) -> tuple[list[np.ndarray], int]:
+    """A pan over a red background, a whip pan (frames smeared sideways across into the
+    next shot), and a pan over a blue one: no hard cut. Returns the frames and the index
+    of the first frame of the blue shot."""
+    a = panning_clip(n_a + n_whip, height, width, pan=2.0, with_sprite=False, seed=3).frames
+    b = panning_clip(n_b + n_whip, height, width, pan=2.0, with_sprite=False, seed=4).frames
+    a = [tinted(f, (1.1, 0.25, 0.1)) for f in a]
+    b = [tinted(f, (0.1, 0.35, 1.1)) for f in b]
+    whip = []
+    for k in range(n_whip):
+        t = (k + 1) / (n_whip + 1)
+        both = np.hstack([a[n_a + k], b[k]])  # the camera sweeps from one to the other
+        x = int(round(t * width))
+        whip.append(cv2.blur(both, (width // 2 + 1, 1))[:, x : x + width].copy())
+    return a[:n_a] + whip + b[n_whip:], n_a + n_whip
+
+
+def fade_clip(
+    n_fade: int = 16, n: int = 48, height: int = 120, width: int = 160, pan: float = -2.5
+) -> tuple[list[np.ndarray], PanningClip]:
+    """A pan whose first ``n_fade`` frames fade in from black (the first one black), over
+    a background kept away from black (levels 60-220)."""
+    clip = panning_clip(n, height, width, pan=pan, with_sprite=False, seed=5)
+    frames = []
+    for i, f in enumerate(clip.frames):
+        bright = 60 + f.astype(np.float32) * (160 / 255)
+        gain = min(1.0, i / n_fade)
+        frames.append(np.clip(bright * gain + 0.5, 0, 255).astype(np.uint8))
+    return frames, clip
+
+
+def with_film_gate(frame: np.ndarray, radius: int = 10, line: int = 2) -> np.ndarray:
+    """``frame`` inside an old film's gate: near-black rounded notches at the four corners
+    (``radius`` px) and a darker line ``line`` rows deep along the top."""
+    h, w = frame.shape[:2]
+    inside = np.zeros((h, w), np.uint8)
+    cv2.rectangle(inside, (radius, 0), (w - 1 - radius, h - 1), 1, -1)
+    cv2.rectangle(inside, (0, radius), (w - 1, h - 1 - radius), 1, -1)
+    for x, y in ((radius, radius), (w - 1 - radius, radius), (radius, h - 1 - radius)):
+        cv2.circle(inside, (x, y), radius, 1, -1)
+    cv2.circle(inside, (w - 1 - radius, h - 1 - radius), radius, 1, -1)
+    out = frame.copy()
+    out[inside == 0] = 12
+    out[:line] = (out[:line] * 0.55).astype(np.uint8)
+    return out

@@ -136,6 +136,12 @@ def test_vignette_is_on_by_default_and_can_be_turned_off():
     assert on.vignette is not None and off.vignette is None
 
 
+def test_film_gate_is_covered_by_default_and_kept_on_request():
+    info = VideoInfo(640, 480, Fraction(1, 25), Fraction(25))
+    assert not build_chain(options(), info).stages[0].keep_gate
+    assert build_chain(options("--keep-gate"), info).stages[0].keep_gate
+
+
 def test_progress_bar_draws_frames_and_scenes_on_a_terminal():
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=120)

@@ -1,4 +1,4 @@
-"""Foreground masks, exposure gains and film-gate border detection."""
+"""Foreground masks and exposure gains."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.foreground import ForegroundMasker, GateDetector, apply_gain, gain_to, moving
+from stages.foreground import ForegroundMasker, apply_gain, gain_to, moving
 from tests.synthetic import panning_clip, sprite, textured_background
 
 
@@ -86,56 +86,6 @@ def test_gain_is_recovered_and_applied():
     dark = apply_gain(img, np.float32([0.8, 0.8, 0.8]))
     g = gain_to(img, dark, np.ones((120, 160), bool))
     assert np.allclose(g, 1.25, atol=0.03)
-
-
-def test_gate_corners_are_unreliable():
-    frames = []
-    for seed in range(4):
-        f = textured_background(120, 160, seed)
-        gate = np.zeros((120, 160), np.uint8)
-        cv2.rectangle(gate, (0, 0), (159, 119), 255, -1)
-        corner = np.zeros_like(gate)
-        cv2.rectangle(corner, (12, 12), (147, 107), 255, -1)
-        cv2.circle(corner, (12, 12), 12, 255, -1)
-        cv2.circle(corner, (147, 12), 12, 255, -1)
-        cv2.circle(corner, (12, 107), 12, 255, -1)
-        cv2.circle(corner, (147, 107), 12, 255, -1)
-        corner[12:108, :] = 255
-        corner[:, 12:148] = 255
-        f[corner == 0] = 8
-        frames.append(f)
-    gd = GateDetector()
-    gd.update(frames)
-    m = gd.mask((160, 120))
-    assert m[0:3, 0:3].all() and m[-3:, -3:].all()  # dark rounded corners
-    assert not m[30:90, 30:130].any()  # picture centre
-    assert m[:, 0].all()  # thin margin at the seams
-
-
-def test_dark_border_content_that_changes_is_not_the_gate():
-    """Dark rows at the top that differ from frame to frame (an audience the camera pans
-    along) are dark on average like a gate; with ``max_cv`` only the steady dark corners
-    stay unreliable."""
-    rng = np.random.default_rng(3)
-    frames = []
-    for seed in range(24):
-        f = textured_background(120, 160, seed)
-        rows = rng.choice(np.uint8([5, 85]), (10, 160))  # dark on average, changing
-        f[:10] = rows[..., None]
-        f[110:, :12] = f[110:, -12:] = 6  # steady dark gate corners
-        frames.append(f)
-    masks = {}
-    for max_cv in (None, 0.35):
-        gd = GateDetector(max_cv=max_cv)
-        gd.update(frames)
-        masks[max_cv] = gd.mask((160, 120), margin=False)
-    assert masks[None][:8, 40:120].all()  # the old rule takes the dark rows for a gate
-    assert not masks[0.35][:8, 40:120].any()
-    for m in masks.values():
-        assert m[112:, :10].all() and m[112:, -10:].all()
-    assert GateDetector(max_cv=0.35).copy().max_cv == 0.35
-    with pytest.raises(ValueError, match="max_cv"):
-        GateDetector(max_cv=0)
 
 
 def test_bad_inputs_raise():

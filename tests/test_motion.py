@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.motion import MotionTracker, fit_model
+from stages.motion import (
+    LOST_AFTER,
+    MAX_DISTORTION,
+    MotionTracker,
+    distortion,
+    fit_model,
+    is_flat,
+)
 from tests.synthetic import panning_clip
 
 
@@ -54,15 +61,75 @@ def test_deterministic(clip):
     assert all(np.array_equal(x.H, y.H) for x, y in zip(a, b, strict=True))
 
 
-def test_failed_frame_is_flagged_and_interpolated(clip):
+@pytest.mark.parametrize("bad", [1, LOST_AFTER - 1])
+def test_a_short_failure_stays_in_the_segment_and_is_interpolated(clip, bad):
     frames = [f.copy() for f in clip.frames[:20]]
     rng = np.random.default_rng(1)
-    frames[10] = rng.integers(0, 256, frames[10].shape, dtype=np.uint8)  # full-frame action
+    for i in range(10, 10 + bad):  # full-frame action, or a flash
+        frames[i] = rng.integers(0, 256, frames[i].shape, dtype=np.uint8)
     ms = MotionTracker().track(frames)
-    assert not ms[10].ok
-    assert all(m.ok for i, m in enumerate(ms) if i != 10)
+    assert [i for i, m in enumerate(ms) if not m.ok] == list(range(10, 10 + bad))
+    assert all(m.segment == 0 and m.placed for m in ms)
     x0 = clip.offsets[0][0]
-    assert corner_error(ms[10].H, clip.offsets[10][0] - x0, 160, 120) < 1.5
+    for i in range(10, 10 + bad):
+        assert corner_error(ms[i].H, clip.offsets[i][0] - x0, 160, 120) < 1.5
+
+
+def test_a_whip_pan_to_another_background_starts_a_new_segment():
+    """Two backgrounds joined by blurred frames (no cut a detector would see as such): the
+    second background's frames belong to a new segment, the blur frames to none."""
+    a = panning_clip(n=20, pan=2.0, with_sprite=False, seed=1).frames
+    b = panning_clip(n=20, pan=2.0, with_sprite=False, seed=2).frames
+    whip = [
+        cv2.blur(np.hstack([x, y]), (61, 1))[:, 80:240] for x, y in zip(a[-6:], b[:6], strict=True)
+    ]
+    ms = MotionTracker().track(a + whip + b)
+    first, rest = ms[:20], ms[26:]
+    assert all(m.ok and m.segment == 0 for m in first)
+    assert all(m.segment != 0 for m in ms[20:])  # nothing after the whip joins the first
+    assert len({m.segment for m in rest if m.placed}) == 1 and rest[-1].ok
+    assert rest[-1].segment > 0 and rest[-1].link is None  # a break, not a new reference
+
+
+def test_flat_frames_start_no_segment_and_never_register():
+    clip = panning_clip(n=16, pan=1.0, with_sprite=False)
+    black = [np.full_like(clip.frames[0], 3) for _ in range(4)]
+    grey = np.full_like(clip.frames[0], 128)
+    ms = MotionTracker().track(black + clip.frames[:8] + [grey] + clip.frames[8:])
+    assert not any(m.placed for m in ms[:4])  # a fade from black: no reference
+    assert ms[4].ok and ms[4].segment == 0 and np.array_equal(ms[4].H, np.eye(3))
+    assert not ms[12].ok and ms[12].segment == 0  # a flat flash: interpolated, placed
+    assert all(m.ok for m in ms[13:])
+    assert is_flat(grey) and is_flat(black[0]) and not is_flat(clip.frames[0])
+
+
+def test_a_view_far_from_the_reference_goes_on_from_a_new_one():
+    """A zoom out to half the size: the reference plane shrinks the view past
+    MAX_DISTORTION, and the segment goes on from the current frame, with the link."""
+    rng = np.random.default_rng(2)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 2)
+    frames = [
+        cv2.resize(
+            cv2.warpAffine(
+                texture, cv2.getRotationMatrix2D((320, 240), 0, 2 * 0.96**i), (640, 480)
+            ),
+            (320, 240),
+            interpolation=cv2.INTER_AREA,
+        )
+        for i in range(30)
+    ]
+    ms = MotionTracker().track(frames)
+    assert all(m.ok for m in ms)
+    linked = [i for i, m in enumerate(ms) if m.link is not None]
+    assert linked and ms[linked[0]].segment == 1
+    k = linked[0]
+    assert distortion(ms[k - 1].H, (320, 240)) <= MAX_DISTORTION
+    assert np.array_equal(ms[k].H, np.eye(3))
+    # the link takes the old reference to the new one (frame k): frame k - 1 lands where
+    # it sits in frame k, the same view 4 % larger about the centre
+    to_k = ms[k].link @ ms[k - 1].H
+    pts = cv2.perspectiveTransform(np.float64([[[160, 120], [0, 0]]]), to_k)[0]
+    assert np.allclose(pts, [[160, 120], [160 - 0.96 * 160, 120 - 0.96 * 120]], atol=1.0)
 
 
 def test_auto_picks_pan_zoom_for_a_pure_pan():
@@ -93,7 +160,10 @@ def test_long_failure_during_a_zoom_stays_bounded():
     ]
     noise = [rng.integers(0, 256, texture.shape, dtype=np.uint8) for _ in range(40)]
     ms = MotionTracker().track(zoom + noise)
-    assert all(m.ok for m in ms[:12]) and not any(m.ok for m in ms[12:])
+    assert all(m.ok and m.segment == 0 for m in ms[:12])
+    # noise registers to nothing: each noise frame is either unplaced or starts a segment
+    assert all(m.segment != 0 for m in ms[12:])
+    assert all(not m.ok or np.array_equal(m.H, np.eye(3)) for m in ms[12:])
     for m in ms:
         assert np.isfinite(m.H).all()
         assert 0.5 < abs(np.linalg.det(m.H[:2, :2] / m.H[2, 2])) < 2.0

@@ -10,9 +10,18 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from stages.base import HoleFill, Stage, StageChain, VideoInfo, Window, frames_of
+from stages.base import (
+    HoleFill,
+    Stage,
+    StageChain,
+    VideoInfo,
+    Window,
+    frames_of,
+    widened_width,
+)
 from stages.fill import ClassicalFill
-from stages.outpaint import PanoramaOutpaint, _Registrar
+from stages.outpaint import PanoramaOutpaint
+from stages.registrar import Registrar
 from tests.synthetic import cut_clip
 
 W, H = 160, 120
@@ -145,7 +154,7 @@ def test_fill_runs_while_next_window_is_registered(clip, monkeypatch):
     release = threading.Event()
     fill = FakeAsyncFill(gates={0: release})
     seen: list[bool] = []
-    take = _Registrar.take  # registers the window's frames not registered yet
+    take = Registrar.take  # registers the window's frames not registered yet
 
     def recording_take(self, *args, **kw):
         result = take(self, *args, **kw)
@@ -155,7 +164,7 @@ def test_fill_runs_while_next_window_is_registered(clip, monkeypatch):
             release.set()
         return result
 
-    monkeypatch.setattr(_Registrar, "take", recording_take)
+    monkeypatch.setattr(Registrar, "take", recording_take)
     st = make_stage(fill)
     assert list(st.process(window(frames, windows[0]))) == []
     out = list(st.process(window(frames, windows[1])))
@@ -173,7 +182,7 @@ def test_finish_releases_the_last_window_once(clip):
     assert list(st.process(window(frames, windows[2]))) == []
     tail = list(st.finish())
     assert [f.pts for f in tail] == [10 * i + 3 for i in range(22, 36)]
-    assert all(f.image.shape == (H, st._resampler.out_width, 3) for f in tail)
+    assert all(f.image.shape == (H, widened_width(W, H, Fraction(16, 9)), 3) for f in tail)
     assert list(st.finish()) == []
     st.close()
     # a synchronous fill holds nothing back
@@ -207,7 +216,7 @@ def test_close_with_a_pending_window_does_not_hang(clip):
     assert list(st.process(window(frames, windows[0]))) == []
     release.set()
     st.close()
-    assert fill.closed and st._pending is None
+    assert fill.closed and list(st.finish()) == []  # the pending window was dropped
 
 
 class Labels(Stage):
@@ -240,3 +249,17 @@ def test_later_stages_get_each_window_under_its_own_scene(clip):
         chain.close()
         got.append([x for x in labels.log if x[3]])
     assert got[1] == got[0]
+
+
+def test_parts_of_a_window_in_several_segments_match_the_synchronous_path():
+    """A window holding several background segments (a whip pan): each part is held back
+    while its fill runs, and the frames are those of the synchronous path."""
+    from tests.synthetic import whip_clip
+
+    frames, _ = whip_clip(n_a=16, n_whip=5, n_b=16)
+    clip = (frames, [(0, len(frames), 0, False, True)])
+    ref, _ = run_all(make_stage(ClassicalFill()), clip)
+    out, counts = run_all(make_stage(FakeAsyncFill()), clip)
+    assert sum(counts) == len(frames) and counts[-1] > 0  # the last part comes at finish
+    for i, (a, b) in enumerate(zip(out, ref, strict=True)):
+        assert np.array_equal(a.image, b.image), f"frame {i} differs"

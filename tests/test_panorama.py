@@ -117,8 +117,8 @@ def dumped(tmp_path_factory):
     list(st.process(Window(clip.frames, list(range(36)), 3)))
     pano = cv2.cvtColor(cv2.imread(str(d / "scene0003_panorama.png")), cv2.COLOR_BGR2RGB)
     known = cv2.imread(str(d / "scene0003_known.png"), cv2.IMREAD_GRAYSCALE) > 0
-    assert st._scene is not None and st._scene.pano.canvas is not None
-    return clip, pano, known, st._scene.pano.canvas
+    assert st.canvas is not None
+    return clip, pano, known, st.canvas
 
 
 def test_panorama_matches_background_without_the_sprite(dumped):

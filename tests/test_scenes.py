@@ -129,3 +129,35 @@ def test_a_fast_pan_over_animated_boards_stays_one_scene():
     assert plain.cuts_found  # the content detector fires inside the pan
     checked, _ = run(frames, check=same_shot)
     assert checked.cuts_found == [] and checked.cuts_dropped == plain.cuts_found
+
+
+KNOWN_CUTS = [
+    ("gt/cuts_avengers_airport_239.mp4", [20, 77, 138]),
+    ("cuts/testvideo.mp4", [30, 180, 394]),
+    ("cuts/bikes.mp4", [30, 76, 137, 187, 242]),
+]
+
+
+@pytest.mark.parametrize("path, cuts", KNOWN_CUTS)
+def test_same_shot_merges_no_real_cut(path, cuts):
+    """Dropping a detected cut when one camera motion explains both frames (same_shot)
+    must never merge two real shots: on every clip with known cuts, each cut the detector
+    finds is kept, and the frames on either side of a real cut are never the same shot."""
+    clip = shared_data(path)
+    around: dict[int, np.ndarray] = {}
+    wanted = {c - 1 for c in cuts} | set(cuts)
+
+    def frames():
+        for i, f in enumerate(decode(clip)):
+            if i in wanted:
+                around[i] = f
+            yield f
+
+    plain, _ = run(frames(), budget_bytes=32 << 20)
+    checked, _ = run(decode(clip), budget_bytes=32 << 20, check=same_shot)
+    for cut in cuts:
+        near = [c for c in plain.cuts_found if abs(c - cut) <= 1]
+        assert near, f"the detector missed cut {cut}: {plain.cuts_found}"
+        assert any(c in checked.cuts_found for c in near), f"cut {cut} merged"
+        assert not any(abs(c - cut) <= 1 for c in checked.cuts_dropped)
+        assert not same_shot(around[cut - 1], around[cut]), f"cut {cut} taken for one shot"

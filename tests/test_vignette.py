@@ -81,7 +81,9 @@ def test_falloff_never_brightens_and_is_floored():
 
 
 def run(frames, vignette: bool):
-    stage = PanoramaOutpaint(Fraction(16, 9), vignette=vignette)
+    # a pure pan, registered as one: the falloff is under test here, not the model choice
+    # (with "auto" the strong synthetic falloff pulls the fit towards a perspective)
+    stage = PanoramaOutpaint(Fraction(16, 9), vignette=vignette, model="panzoom")
     stage.configure(VideoInfo(W, H, Fraction(1, 24)))
     out = [f.image for f in stage.process(Window(frames, list(range(N)), 0, last=True))]
     stage.close()
@@ -129,7 +131,7 @@ def test_light_over_255_at_the_centre_survives_in_the_sides(clip):
         truth = shade(light(wide_view(clip, i, out_w)), C1, -ox, W)
         sides = [np.concatenate([a[:, :ox], a[:, ox + W :]], 1) for a in (out[i], truth)]
         bias.append(np.percentile(sides[0], 99) - np.percentile(sides[1], 99))
-    assert abs(float(np.mean(bias))) < 5, bias  # -2.4; clipped in the panorama: -9.2
+    assert abs(float(np.mean(bias))) < 5, bias  # clipped in the panorama: about -9
 
 
 def test_a_static_shot_with_gate_weave_and_a_moving_character_says_nothing():
