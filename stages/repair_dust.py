@@ -1,0 +1,270 @@
+"""Dust and dirt: one-frame specks found against the motion-compensated neighbours.
+
+A pixel is a defect when it differs from two aligned, trusted neighbours in the same
+direction by more than a threshold while those two agree with each other (the picture
+there is the same before and after; only this frame has something else). The pairs are
+tried in order: the frames just before and after, then two apart, then two on one side
+(the first and last frames of a scene). Found specks are grown into their faint rim and
+replaced by the mean of the pair that found them, with a soft edge.
+
+A small object that moves too fast for the flow (a ball, a raindrop) looks the same at
+first; so each candidate blob large enough to be an object is looked for near its place
+in both neighbours (template matching): found in both, it is real and stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .repair_align import Neighbour, median_u8
+
+# Neighbour pairs in order of preference (offsets from the repaired frame).
+PAIRS = ((-1, 1), (-2, 2), (1, 2), (-1, -2))
+# Blobs of at least this many pixels are checked for being a real moving object; smaller
+# ones are grain-sized and replacing them is harmless.
+VERIFY_MIN_AREA = 6
+# Template margin (pixels) around a blob: the object's surroundings must match too.
+VERIFY_MARGIN = 3
+# A blob is found in a neighbour when the best match there leaves at most this fraction
+# of the mismatch at the blob's own place.
+VERIFY_RATIO = 0.25
+# Ring around a blob (outer radius, px) that must agree with the neighbours, and the
+# largest fraction of it that may not (grain, a neighbouring speck).
+RING = 4
+RING_MAX_ODD = 0.25
+RING_MAX_ODD_SPECK = 0.5
+# Blur (px) before comparing: thins the grain more than it dims a speck.
+PRE_SIGMA = 0.6
+# Brightness bins in which the grain's sigma is measured separately.
+LEVEL_BINS = 8
+
+
+@dataclass
+class DustResult:
+    """The repaired picture and what was found."""
+
+    image: np.ndarray  # uint8 RGB
+    specks: int  # blobs replaced
+    kept: int  # blobs kept as real moving objects
+
+
+def find_and_remove(
+    image: np.ndarray,
+    luma: np.ndarray,
+    neighbours: dict[int, Neighbour],
+    min_contrast: float,
+    factor: float,
+    max_size: int,
+    search: int,
+) -> DustResult:
+    """Replace one-frame specks of ``image`` (uint8 RGB, uint8 luma ``luma``) from the
+    pairs of ``neighbours`` (offset -> :class:`Neighbour`). A speck differs from both of a
+    pair by ``factor`` times the grain's sigma (after a light blur, which keeps a speck
+    and thins the grain) and at least ``min_contrast`` levels; ``max_size``: the largest
+    speck diameter in pixels; ``search``: how far (px) a moving object is looked for."""
+    smooth = _pre(luma)
+    near = {k: _pre(nb.luma) for k, nb in neighbours.items()}
+    level = near[min(near, key=lambda k: (abs(k), k))]
+    sigma = _sigma_by_level(smooth, level, near, neighbours)
+    table = np.clip(np.rint(np.maximum(min_contrast, factor * sigma)), 1, 255).astype(np.uint8)
+    threshold = cv2.LUT(level, table).astype(np.int16)
+    contrast, pair_of, odd = _contrast(smooth, near, neighbours, threshold)
+    core = (np.abs(contrast) > threshold).astype(np.uint8)
+    if not core.any():
+        return DustResult(image, 0, 0)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    keep = np.ones(n, bool)
+    keep[0] = False
+    kept = 0
+    max_area = max_size * max_size
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if w > max_size or h > max_size or area > max_area:
+            keep[i] = False  # too large for a speck: a change of the picture
+        elif _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold) or (
+            area >= VERIFY_MIN_AREA and _moving_object(luma, neighbours, (x, y, w, h), search)
+        ):
+            keep[i] = False
+            kept += 1
+    specks = int(keep.sum())
+    if specks == 0:
+        return DustResult(image, 0, kept)
+    core = keep[labels].astype(np.uint8)
+    # grow into the speck's faint rim (same direction, a third of the threshold), 2 px
+    weak = (np.abs(contrast) > threshold / 3).astype(np.uint8)
+    grown = cv2.dilate(core, _ELLIPSE5) & weak | cv2.dilate(core, _SQUARE3)
+    alpha = np.maximum(grown.astype(np.float32), cv2.blur(grown.astype(np.float32), (3, 3)))
+    ys, xs = np.nonzero(alpha > 0)
+    pair = pair_of[ys, xs]
+    valid = pair >= 0
+    ys, xs, pair = ys[valid], xs[valid], pair[valid]
+    out = image.copy()
+    for p, (a, b) in enumerate(PAIRS):
+        sel = pair == p
+        if not sel.any():
+            continue
+        py, px = ys[sel], xs[sel]
+        rep = 0.5 * (neighbours[a].colour(py, px) + neighbours[b].colour(py, px))
+        al = alpha[py, px][:, None]
+        mixed = out[py, px] * (1 - al) + rep * al
+        out[py, px] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return DustResult(out, specks, kept)
+
+
+def _pre(luma: np.ndarray) -> np.ndarray:
+    """The luma the comparison is made on: lightly smoothed (grain thins, a speck stays)."""
+    return cv2.GaussianBlur(luma, (0, 0), PRE_SIGMA)
+
+
+def _sigma_by_level(
+    smooth: np.ndarray, level: np.ndarray, near: dict[int, np.ndarray], nbs: dict[int, Neighbour]
+) -> np.ndarray:
+    """Sigma (levels) of the smoothed grain of one frame at each brightness 0-255: film
+    grain is stronger in some tones than others. From the median absolute difference to
+    the nearest trusted neighbours (every 3rd pixel each way) in LEVEL_BINS brightness
+    bins, interpolated between bin centres; bins with too few pixels take the overall."""
+    diffs, levels = [], []
+    for k in sorted(near, key=abs)[:2]:
+        sel = nbs[k].ok[::3, ::3]
+        if sel.sum() > 100:
+            diffs.append(cv2.absdiff(smooth[::3, ::3], near[k][::3, ::3])[sel])
+            levels.append(level[::3, ::3][sel])
+    if not diffs:
+        return np.zeros(256)
+    d, lv = np.concatenate(diffs), np.concatenate(levels)
+    overall = median_u8(d)
+    width = 256 // LEVEL_BINS
+    bins = lv // width
+    meds = np.array(
+        [
+            median_u8(d[bins == b]) if (bins == b).sum() >= 200 else overall
+            for b in range(LEVEL_BINS)
+        ]
+    )
+    centres = np.arange(LEVEL_BINS) * width + width / 2
+    return 1.4826 * np.interp(np.arange(256), centres, meds) / np.sqrt(2)
+
+
+def _contrast(
+    luma: np.ndarray,
+    near: dict[int, np.ndarray],
+    neighbours: dict[int, Neighbour],
+    threshold: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed same-direction difference (int16) of the frame from the first usable pair
+    (0 where none is trusted or the two disagree), the index of that pair (-1: none), and
+    where the frame differs from either of them by half the threshold (False where no
+    pair is trusted). ``luma`` and ``near`` (the neighbours' lumas) are smoothed uint8.
+
+    The frame is compared with each neighbour's 3x3 minimum (for dark specks) and maximum
+    (bright): fine texture that the flow aligns to within a pixel then never differs."""
+    contrast = np.zeros(luma.shape, np.int16)
+    pair_of = np.full(luma.shape, -1, np.int8)
+    odd = np.zeros(luma.shape, bool)
+    free = np.ones(luma.shape, bool)
+    env: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    half = threshold // 2
+    for p, (a, b) in enumerate(PAIRS):
+        if a not in neighbours or b not in neighbours:
+            continue
+        usable = free & neighbours[a].ok & neighbours[b].ok
+        if not usable.any():
+            continue
+        for k in (a, b):
+            if k not in env:
+                env[k] = (cv2.erode(near[k], _SQUARE3), cv2.dilate(near[k], _SQUARE3))
+        # saturating uint8: how far below both minima (dark) / above both maxima (bright)
+        dark = cv2.subtract(cv2.min(env[a][0], env[b][0]), luma)
+        bright = cv2.subtract(luma, cv2.max(env[a][1], env[b][1]))
+        same = bright.astype(np.int16) - dark
+        # outside either neighbour's envelope by half the threshold
+        out_hi = cv2.subtract(luma, cv2.min(env[a][1], env[b][1]))
+        out_lo = cv2.subtract(cv2.max(env[a][0], env[b][0]), luma)
+        outside = cv2.max(out_hi, out_lo) > half
+        # the neighbours agree: their difference is small beside the frame's
+        gap = cv2.absdiff(near[a], near[b]).astype(np.int16)
+        agree = (gap < threshold) | (2 * gap < np.abs(same))
+        use = usable & agree
+        contrast[use] = same[use]
+        odd[usable] = outside[usable] | ~agree[usable]
+        pair_of[usable] = p  # trusted pair: later pairs do not overrule it
+        free &= ~usable
+        if not free.any():
+            break
+    return contrast, pair_of, odd
+
+
+def _in_motion(
+    labels: np.ndarray,
+    label: int,
+    box: tuple[int, int, int, int],
+    odd: np.ndarray,
+    contrast: np.ndarray,
+    threshold: np.ndarray,
+) -> bool:
+    """Whether the blob's surroundings (a ring 2-4 px out) disagree with the neighbours
+    too: a speck sits on a picture that the neighbours show unchanged; the changing
+    edge of something moving does not. A speck beside a moving edge has part of its
+    ring disagreeing: up to RING_MAX_ODD_SPECK of it is allowed for a blob that looks
+    like a speck (compact, and twice the threshold's contrast), which the sliver along
+    a moving edge does not."""
+    h, w = labels.shape
+    x, y, bw, bh = box
+    r = RING
+    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+    blob = labels[y0:y1, x0:x1] == label
+    blob8 = blob.astype(np.uint8)
+    ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
+    if not ring.any():
+        return False
+    frac = float(odd[y0:y1, x0:x1][ring].mean())
+    if frac <= RING_MAX_ODD:
+        return False
+    if frac > RING_MAX_ODD_SPECK:
+        return True
+    area = int(blob.sum())
+    compact = area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
+    strong = np.abs(contrast[y0:y1, x0:x1][blob]) >= 2 * threshold[y0:y1, x0:x1][blob]
+    return not (compact and float(strong.mean()) >= 0.5)
+
+
+def _moving_object(
+    luma: np.ndarray,
+    neighbours: dict[int, Neighbour],
+    box: tuple[int, int, int, int],
+    search: int,
+) -> bool:
+    """Whether the blob in ``box`` (with its surroundings) is found displaced near its
+    place in the neighbours before and after, at about opposite displacements: then it
+    is a real object moving on its own (a ball, a raindrop) that the flow missed."""
+    h, w = luma.shape
+    x, y, bw, bh = box
+    m = VERIFY_MARGIN
+    x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
+    template = luma[y0:y1, x0:x1]
+    sides = [(a, b) for a, b in ((-1, 1), (-2, 2)) if a in neighbours and b in neighbours]
+    if not sides:
+        return False
+    a, b = sides[0]
+    moves = []
+    for k in (a, b):
+        img = neighbours[k].luma
+        sx0, sy0 = max(0, x0 - search), max(0, y0 - search)
+        sx1, sy1 = min(w, x1 + search), min(h, y1 + search)
+        res = cv2.matchTemplate(img[sy0:sy1, sx0:sx1], template, cv2.TM_SQDIFF)
+        here = float(res[y0 - sy0, x0 - sx0])
+        _, best, (bx, by), _ = cv2.minMaxLoc(res)
+        if not best < VERIFY_RATIO * here:
+            return False
+        moves.append(np.array([bx + sx0 - x0, by + sy0 - y0], np.float64) / abs(k))
+    # per frame of distance, about opposite: a path through this frame
+    da, db = moves
+    return bool(np.linalg.norm(da + db) <= max(2.0, 0.5 * np.linalg.norm(da)))
+
+
+_RING_OUT = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * 4 + 1, 2 * 4 + 1))
+_ELLIPSE5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_SQUARE3 = np.ones((3, 3), np.uint8)
