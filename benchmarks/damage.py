@@ -88,7 +88,9 @@ def damage(
     out = Damage([])
     for t, clean in enumerate(frames):
         if clean.shape != frames[0].shape or clean.dtype != np.uint8:
-            raise ValueError(f"frame {t}: {clean.dtype} {clean.shape}, expected uint8 {frames[0].shape}")
+            raise ValueError(
+                f"frame {t}: {clean.dtype} {clean.shape}, expected uint8 {frames[0].shape}"
+            )
         img = clean.astype(np.float32)
         a = rng.uniform(-FLICKER_GAIN, FLICKER_GAIN) if flicker else 0.0
         b = rng.uniform(-FLICKER_GRADIENT, FLICKER_GRADIENT) if flicker else 0.0

@@ -30,7 +30,7 @@ VERIFY_MIN_AREA = 6
 VERIFY_MARGIN = 3
 # A blob is found in a neighbour when the best match there leaves at most this fraction
 # of the mismatch at the blob's own place.
-VERIFY_RATIO = 0.25
+VERIFY_RATIO = 0.4
 # Ring around a blob (outer radius, px) that must agree with the neighbours, and the
 # largest fraction of it that may not (grain, a neighbouring speck).
 RING = 4
@@ -85,7 +85,8 @@ def find_and_remove(
         if w > max_size or h > max_size or area > max_area:
             keep[i] = False  # too large for a speck: a change of the picture
         elif _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold) or (
-            area >= VERIFY_MIN_AREA and _moving_object(luma, neighbours, (x, y, w, h), search)
+            area >= VERIFY_MIN_AREA
+            and _moving_object(luma, labels, i, neighbours, (x, y, w, h), search)
         ):
             keep[i] = False
             kept += 1
@@ -233,36 +234,43 @@ def _in_motion(
 
 def _moving_object(
     luma: np.ndarray,
+    labels: np.ndarray,
+    label: int,
     neighbours: dict[int, Neighbour],
     box: tuple[int, int, int, int],
     search: int,
 ) -> bool:
-    """Whether the blob in ``box`` (with its surroundings) is found displaced near its
-    place in the neighbours before and after, at about opposite displacements: then it
-    is a real object moving on its own (a ball, a raindrop) that the flow missed."""
+    """Whether the blob in ``box`` is found displaced near its place in two neighbours
+    (before and after; at a scene's ends, two on one side) as moving at one velocity:
+    then it is a real object moving on its own (a ball, a raindrop) that the flow missed.
+    Only the blob's own pixels (grown a pixel) are matched: an object crosses a different
+    background each frame."""
     h, w = luma.shape
     x, y, bw, bh = box
     m = VERIFY_MARGIN
     x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
-    template = luma[y0:y1, x0:x1]
-    sides = [(a, b) for a, b in ((-1, 1), (-2, 2)) if a in neighbours and b in neighbours]
+    template = luma[y0:y1, x0:x1].astype(np.float32)
+    mask = cv2.dilate((labels[y0:y1, x0:x1] == label).astype(np.uint8), _SQUARE3)
+    mask = mask.astype(np.float32)
+    sides = [p for p in ((-1, 1), (-2, 2), (1, 2), (-1, -2)) if set(p) <= neighbours.keys()]
     if not sides:
         return False
     a, b = sides[0]
     moves = []
     for k in (a, b):
-        img = neighbours[k].luma
         sx0, sy0 = max(0, x0 - search), max(0, y0 - search)
         sx1, sy1 = min(w, x1 + search), min(h, y1 + search)
-        res = cv2.matchTemplate(img[sy0:sy1, sx0:sx1], template, cv2.TM_SQDIFF)
+        area = neighbours[k].luma[sy0:sy1, sx0:sx1].astype(np.float32)
+        res = cv2.matchTemplate(area, template, cv2.TM_SQDIFF, mask=mask)
         here = float(res[y0 - sy0, x0 - sx0])
-        _, best, (bx, by), _ = cv2.minMaxLoc(res)
+        best, _, (bx, by), _ = cv2.minMaxLoc(res)
         if not best < VERIFY_RATIO * here:
             return False
-        moves.append(np.array([bx + sx0 - x0, by + sy0 - y0], np.float64) / abs(k))
-    # per frame of distance, about opposite: a path through this frame
-    da, db = moves
-    return bool(np.linalg.norm(da + db) <= max(2.0, 0.5 * np.linalg.norm(da)))
+        moves.append(np.array([bx + sx0 - x0, by + sy0 - y0], np.float64) / k)
+    # the same motion per frame from both: a path through this frame (at a scene's
+    # first or last frames, two frames on one side)
+    va, vb = moves
+    return bool(np.linalg.norm(va - vb) <= max(2.0, 0.5 * np.linalg.norm(va)))
 
 
 _RING_OUT = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * 4 + 1, 2 * 4 + 1))

@@ -70,12 +70,16 @@ def candidates(luma: np.ndarray, max_width: int, min_contrast: float) -> list[Li
         peak = cv2.dilate(prof[None], np.ones((1, 7), np.uint8))[0]
         margin = k  # a top-hat cannot see a line at the border
         strong = (prof >= min_contrast) & (prof >= SPREAD_FACTOR * spread) & (prof >= peak)
-        taken: list[int] = []
-        for x in sorted(np.nonzero(strong)[0], key=lambda i: -prof[i]):
-            if margin <= x < w - margin and all(abs(x - t) > 3 for t in taken):
-                taken.append(int(x))
+        for x in np.nonzero(strong)[0]:
+            if margin <= x < w - margin:
                 out.append(Line(int(x), polarity, float(prof[x])))
-    return out
+    # one line per place: the strongest; the other polarity's response beside a line
+    # (the valley a closing sees next to a bright line) is no line of its own
+    kept: list[Line] = []
+    for line in sorted(out, key=lambda c: -c.contrast):
+        if all(abs(line.x - k.x) > max(3, max_width + 1) for k in kept):
+            kept.append(line)
+    return sorted(kept, key=lambda c: c.x)
 
 
 def confirm(
