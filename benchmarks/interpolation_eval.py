@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.interpolate import BlendInterpolator, DisInterpolator, FrameInterpolator  # noqa: E402
+from stages.base import FrameInterpolator  # noqa: E402
+from stages.interpolate import BlendInterpolator, DisInterpolator  # noqa: E402
 
 log = logging.getLogger(__name__)
 

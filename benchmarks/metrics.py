@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -69,6 +70,15 @@ def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     return float(ssim_map(a, b, peak).mean())
 
 
+def _crop_like_ssim(img: np.ndarray) -> np.ndarray:
+    """The part of an SSIM-sized map left after cropping the window half-width off each
+    edge that is long enough (as skimage does)."""
+    pad = SSIM_WIN // 2
+    rows = slice(pad, -pad) if img.shape[0] > 2 * pad else slice(None)
+    cols = slice(pad, -pad) if img.shape[1] > 2 * pad else slice(None)
+    return img[rows, cols]
+
+
 def ssim_map(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> np.ndarray:
     """Per-pixel SSIM of two grey images; the window half-width is cropped off each edge
     that is long enough (reflected borders otherwise)."""
@@ -88,11 +98,7 @@ def ssim_map(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> np.ndarray:
     cxy = blur(x * y) - mx * my
     num = (2 * mx * my + c1) * (2 * cxy + c2)
     den = (mx * mx + my * my + c1) * (vx + vy + c2)
-    m = num / den
-    pad = SSIM_WIN // 2
-    rows = slice(pad, -pad) if m.shape[0] > 2 * pad else slice(None)
-    cols = slice(pad, -pad) if m.shape[1] > 2 * pad else slice(None)
-    return m[rows, cols]
+    return _crop_like_ssim(num / den)
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -187,3 +193,115 @@ def centre_max_abs_diff(
 ) -> int:
     """Largest |output centre - input| over all frames (0 when the centre passes through)."""
     return centre_abs_diff(out, inputs, left, right)[0]
+
+
+def gradient_magnitude(g: np.ndarray) -> np.ndarray:
+    """Per-pixel |grad| of a grey float image (3x3 Sobel / 8, in levels per pixel)."""
+    gx = cv2.Sobel(g, cv2.CV_64F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
+    gy = cv2.Sobel(g, cv2.CV_64F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
+    return np.sqrt(gx * gx + gy * gy)
+
+
+SPLITS = ("all", "seen", "never_seen")
+
+
+@dataclass
+class _Sums:
+    """Running sums of one pixel set's scores over a clip."""
+
+    sq: float = 0.0  # squared error, RGB
+    n: int = 0  # pixels
+    ssim: float = 0.0
+    n_ssim: int = 0  # pixels of the cropped SSIM maps
+    tde: float = 0.0
+    n_tde: int = 0  # pixels of frames after the first
+    grad_out: float = 0.0
+    grad_truth: float = 0.0
+
+    def add(self, maps: dict[str, np.ndarray], sel: np.ndarray, ssim_sel: np.ndarray) -> None:
+        """Add the pixels ``sel`` of one frame's flattened side maps."""
+        k = int(sel.sum())
+        self.sq += float(maps["sq"][sel].sum())
+        self.n += k
+        self.ssim += float(maps["ssim"][ssim_sel].sum())
+        self.n_ssim += int(ssim_sel.sum())
+        if "tde" in maps:
+            self.tde += float(maps["tde"][sel].sum())
+            self.n_tde += k
+        self.grad_out += float(maps["grad_out"][sel].sum())
+        self.grad_truth += float(maps["grad_truth"][sel].sum())
+
+    def scores(self) -> dict[str, float | None]:
+        return {
+            "pixels": self.n,
+            "psnr": psnr_from_mse(self.sq / (3 * self.n)) if self.n else None,
+            "ssim": self.ssim / self.n_ssim if self.n_ssim else None,
+            "tde": self.tde / (3 * self.n_tde) if self.n_tde else None,
+            "detail_ratio": self.grad_out / self.grad_truth
+            if self.n and self.grad_truth > 0
+            else None,
+        }
+
+
+def _side_maps(
+    o: np.ndarray, g: np.ndarray, m: np.ndarray, left: int, right: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """One frame's per-pixel side maps, each strip on its own (no window or gradient
+    crosses the centre), flattened and joined: the maps, the mask, the SSIM map's mask."""
+    maps: dict[str, list[np.ndarray]] = {k: [] for k in ("sq", "ssim", "grad_out", "grad_truth")}
+    masks, ssim_masks = [], []
+    for so, sg, sm in zip(
+        split_sides(o, left, right), split_sides(g, left, right), split_sides(m, left, right),
+        strict=True,
+    ):  # fmt: skip
+        go, gt = grey(so), grey(sg)
+        maps["sq"].append(np.square(so.astype(np.float64) - sg).sum(axis=2).ravel())
+        maps["ssim"].append(ssim_map(go, gt).ravel())
+        maps["grad_out"].append(gradient_magnitude(go).ravel())
+        maps["grad_truth"].append(gradient_magnitude(gt).ravel())
+        masks.append(sm.ravel())
+        ssim_masks.append(_crop_like_ssim(sm).ravel())
+    if not masks:
+        raise ValueError(f"no side columns: left={left} right={right} width={o.shape[1]}")
+    joined = {k: np.concatenate(v) for k, v in maps.items()}
+    return joined, np.concatenate(masks), np.concatenate(ssim_masks)
+
+
+def split_side_scores(
+    out: Sequence[np.ndarray],
+    truth: Sequence[np.ndarray],
+    left: int,
+    right: int,
+    seen: Sequence[np.ndarray],
+) -> dict[str, dict[str, float | None]]:
+    """PSNR, SSIM, TDE and detail ratio of the side columns over all side pixels, the
+    ``seen`` ones (bool (H, W) per frame) and the others.
+
+    The same definitions as :func:`side_psnr`, :func:`side_ssim` and :func:`side_tde`,
+    restricted to a pixel set: PSNR pools squared error over the set's pixels; SSIM
+    averages the per-strip SSIM map (:func:`side_ssim`'s) over the set's pixels of every
+    frame (for "all" this equals the per-frame mean, all frames having as many side
+    pixels); TDE at frame t uses frame t's set. Detail ratio: mean gradient magnitude
+    of the output's grey sides over the set / the truth's there (1 = as much detail, 0 =
+    flat). A set with no pixels scores None.
+    """
+    check_clip(out, truth)
+    if len(seen) != len(out):
+        raise ValueError(f"{len(seen)} seen masks for {len(out)} frames")
+    sums = {k: _Sums() for k in SPLITS}
+    prev = None
+    for o, g, m in zip(out, truth, seen, strict=True):
+        if m.shape != o.shape[:2] or m.dtype != bool:
+            raise ValueError(f"seen mask {m.shape} {m.dtype} for frame {o.shape}: need bool (H, W)")
+        maps, sel, ssim_sel = _side_maps(o, g, m, left, right)
+        cur = [np.concatenate([s.reshape(-1, 3) for s in split_sides(x, left, right)]).astype(
+            np.int16
+        ) for x in (o, g)]  # fmt: skip
+        if prev is not None:
+            maps["tde"] = np.abs((cur[0] - prev[0]) - (cur[1] - prev[1])).sum(axis=1)
+        prev = cur
+        everything = np.ones_like(sel)
+        sums["all"].add(maps, everything, np.ones_like(ssim_sel))
+        sums["seen"].add(maps, sel, ssim_sel)
+        sums["never_seen"].add(maps, ~sel, ~ssim_sel)
+    return {k: v.scores() for k, v in sums.items()}

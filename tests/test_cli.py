@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import sys
 from fractions import Fraction
 
 import pytest
@@ -12,13 +13,22 @@ from rich.console import Console
 
 from stages.base import VideoInfo, parse_aspect, widened_width
 from stream.chain import ChainStats
-from stream.cli import build_parser, build_stages
+from stream.cli import build_parser
+from stream.errors import UsageError
+from stream.options import Options
 from stream.progress import ProgressBar
-from tests.clitools import DATA, probe, remaster
+from stream.wiring import build_chain
+from tests.clitools import DATA, ROOT, probe, remaster
+
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def parse(*argv: str):
     return build_parser().parse_args(["in.mkv", "out.mkv", *argv])
+
+
+def options(*argv: str) -> Options:
+    return Options.from_args(parse(*argv))
 
 
 @pytest.mark.parametrize(
@@ -65,19 +75,24 @@ def test_size_crop_order_and_encoder_options():
         "18",
     )
     assert args.size == (854, 480) and args.crop == "496:360:72:0"
-    assert args.process_order == ["upscale", "outpaint"]
+    assert args.process_order == ("upscale", "outpaint")
     assert args.encoder_opt == [("tune", "animation")] and args.crf == 18
     for bad in (
         ["--size", "854"],
-        ["--crop", "1:2:3"],
-        ["--process-order", "outpaint,oops"],
-        ["--process-order", "outpaint,outpaint"],
         ["--encoder-opt", "novalue"],
         ["--aspect", "16:9", "--size", "854x480"],
         ["--interpolate", "2", "--fps", "60"],
     ):
         with pytest.raises(SystemExit):
             parse(*bad)
+    for bad, named in (
+        (["--crop", "1:2:3"], "'1:2:3'"),
+        (["--process-order", "outpaint,oops"], "outpaint,oops"),
+        (["--process-order", "outpaint,outpaint"], "outpaint,outpaint"),
+        (["--size", "0x480"], "0x480"),
+    ):
+        with pytest.raises(UsageError, match=named):
+            options(*bad)
 
 
 def test_build_stages_in_order_with_crop_and_final_resize():
@@ -86,7 +101,7 @@ def test_build_stages_in_order_with_crop_and_final_resize():
     from stages.upscale import Resize, UpscaleStage
 
     info = VideoInfo(640, 480, Fraction(1, 25), Fraction(25))
-    args = parse(
+    opts = options(
         "--fill",
         "blur",
         "--upscale",
@@ -98,18 +113,25 @@ def test_build_stages_in_order_with_crop_and_final_resize():
         "--size",
         "1000x500",
     )
-    chain = build_stages(args, info, CropBox(600, 480, 20, 0))
+    chain = build_chain(opts, info, CropBox(600, 480, 20, 0))
     kinds = [type(s) for s in chain.stages]
     assert kinds == [CropStage, UpscaleStage, BlurPillarbox, Resize]
-    out = chain.configure(info)
+    out = chain.infos[-1]
     assert (out.width, out.height) == (1000, 500)
+    assert [(i.width, i.height) for i in chain.infos] == [
+        (640, 480),
+        (600, 480),
+        (1200, 960),
+        (1920, 960),  # the --size aspect, 2:1
+        (1000, 500),
+    ]
     assert not chain.buffers_scenes  # all frame-by-frame: no scene is held in memory
 
 
 def test_vignette_is_on_by_default_and_can_be_turned_off():
     info = VideoInfo(640, 480, Fraction(1, 25), Fraction(25))
-    on = build_stages(parse(), info, None).stages[0]
-    off = build_stages(parse("--no-vignette"), info, None).stages[0]
+    on = build_chain(options(), info).stages[0]
+    off = build_chain(options("--no-vignette"), info).stages[0]
     assert on.vignette is not None and off.vignette is None
 
 
@@ -203,9 +225,58 @@ def test_already_boxed_input_is_cropped_and_refilled():
         "ultrafast",
     )
     assert result.returncode == 0, result.stderr.decode()
-    assert b"496:360:72:0" in result.stderr
+    # the picture (496:360:72:0) less its soft dark edge columns
+    assert b"494:360:74:0" in result.stderr
     got = probe(result.stdout, keep_frames=True)
     assert (got.width, got.height) == (640, 360)
     # The old black bars are now filled: the outer columns are no longer black.
     edge = got.frames[len(got.frames) // 2][:, :60].mean()
     assert edge > 12
+
+
+def test_importing_the_cli_imports_nothing_heavy():
+    """Start-up imports happen inside main(), where Ctrl-C is handled."""
+    code = (
+        "import sys\n"
+        "import stream.cli\n"
+        "heavy = {'av', 'numpy', 'cv2', 'scenedetect', 'rich', 'torch'} & set(sys.modules)\n"
+        "sys.exit(', '.join(sorted(heavy)) or None)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130():
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def hook(name, *a, **k):\n"
+        "    if name == 'stream.decode':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = hook\n"
+        "from stream.cli import main\n"
+        "sys.exit(main(['in.mkv', 'out.mkv']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
+    assert result.returncode == 130
+    assert result.stderr.decode().splitlines() == ["remaster: ERROR: interrupted"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--memory", "0"], "--memory must be a positive number of MB, got 0"),
+        (["--memory", "-5"], "--memory must be a positive number of MB, got -5"),
+        (["--crop", "0:0:0:0"], "--crop W:H:X:Y needs a width and height above 0"),
+        (["--size", "427x241"], "--size must be even in both directions (e.g. 426x240 or 428x242)"),
+        (["--upscale", "2", "--process-order", "outpaint"], "add upscale to it"),
+    ],
+)
+def test_bad_option_values_exit_2_with_one_line(argv, message, tmp_path):
+    out = tmp_path / "out.mkv"
+    result = remaster(str(FIXTURES / "rabbit_4x3.mp4"), str(out), *argv)
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not out.exists()

@@ -6,11 +6,12 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from stages.base import VideoInfo, Window
-from stages.crop import CropBox, CropStage, detect_crop
+from stages.crop import CropBox, CropStage, PadStage, detect_crop
 from tests.synthetic import panning_clip, textured_background
 
 DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
@@ -162,6 +163,11 @@ def test_chaplin_pillarbox():
                 break
     box = detect_crop(frames)
     assert box is not None
+    # no dark line left at the picture's edges: the outer columns of the box are as
+    # bright as the picture a few columns in
+    luma = np.stack(frames).mean(axis=(0, 1, 3))
+    for edge, inner in ((box.x, box.x + 6), (box.x + box.w - 1, box.x + box.w - 7)):
+        assert luma[edge] > 0.7 * luma[inner], (edge, luma[edge], luma[inner])
     want = CropBox(496, 360, 72, 0)
     assert (
         max(
@@ -172,3 +178,86 @@ def test_chaplin_pillarbox():
         )
         <= 2
     )
+
+
+def ball_on_black(n: int = 24, height: int = 120, width: int = 160) -> list[np.ndarray]:
+    """A white ball moving sideways across a black background (no bars)."""
+    frames = []
+    for i in range(n):
+        f = np.zeros((height, width, 3), np.uint8)
+        cv2.circle(f, (50 + 2 * i, height // 2), 12, (255, 255, 255), -1)
+        frames.append(f)
+    return frames
+
+
+def test_dark_background_is_not_a_bar():
+    # black columns either side of the ball are flat and still, but no picture edge runs
+    # along them: the ball must not be cut off
+    assert detect_crop(ball_on_black()) is None
+
+
+def test_dark_background_inside_real_bars_finds_the_bars():
+    frames = boxed([f[:, 20:140] for f in ball_on_black()], 160, 120, 20, 0)
+    for f in frames:  # a picture with visible edges: a grey frame line around it
+        cv2.rectangle(f, (20, 0), (139, 119), (90, 90, 90), 2)
+    assert detect_crop(frames) == CropBox(120, 120, 20, 0)
+
+
+def test_soft_bar_edge_counts_as_bar():
+    # a dark ramp column between bar and picture (as scans and encoders leave) is bar too,
+    # so no dark line stays at the picture's edge
+    frames = boxed(panning_clip(8, 120, 120, pan=2.0).frames, 160, 120, 20, 0)
+    for f in frames:
+        f[:, 20] = f[:, 20] // 4
+        f[:, 139] = f[:, 139] // 4
+    box = detect_crop(frames)
+    assert box is not None and box.x > 20 and box.x + box.w < 139 and box.w >= 114
+
+
+def test_pad_stage_puts_bars_back_at_the_new_width():
+    stage = PadStage(10, 6, (1, 2, 3))
+    info = stage.configure(VideoInfo(200, 100, Fraction(1, 24)))
+    assert (info.width, info.height) == (200, 116)
+    img = np.full((100, 200, 3), 77, np.uint8)
+    (out,) = stage.process(Window([img], [4], scene=0))
+    assert out.pts == 4 and out.image.shape == (116, 200, 3)
+    assert (out.image[:10] == (1, 2, 3)).all() and (out.image[110:] == (1, 2, 3)).all()
+    assert (out.image[10:110] == 77).all()
+    with pytest.raises(ValueError, match="some rows"):
+        PadStage(0, 0)
+
+
+@pytest.mark.parametrize("fill", ["blur", "panorama"])
+def test_letterboxed_input_keeps_its_height_with_black_bars(fill):
+    # a 320x180 picture between black bars in a 320x240 frame: the picture is widened to
+    # the 16:9 width (426), the bars stay black at that width, the height stays 240
+    from tests.clitools import probe, remaster
+    from tests.synthetic import encode_clip
+
+    frames = boxed(panning_clip(24, 180, 320, pan=3.0).frames, 320, 240, 0, 30)
+    result = remaster("-", "-", "-f", "nut", "--codec", "ffv1", "--fill", fill, "-q",
+                      stdin=encode_clip(frames, audio=False))  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    got = probe(result.stdout, keep_frames=True)
+    assert (got.width, got.height) == (426, 240)
+    for f in got.frames:
+        assert f[:30].max() <= 8 and f[210:].max() <= 8  # bars: black over the whole width
+        assert f[34:206, :40].mean() > 30 and f[34:206, -40:].mean() > 30  # sides filled
+
+
+def test_letterbox_bars_put_back_after_the_outpaint_stage():
+    from stages.crop import CropStage, PadStage
+    from stream.options import Options
+    from stream.wiring import build_chain
+
+    info = VideoInfo(320, 240, Fraction(1, 24), Fraction(24))
+    chain = build_chain(Options(fill="blur"), info, CropBox(320, 180, 0, 30))
+    kinds = [type(s).__name__ for s in chain.stages]
+    assert kinds[0] == CropStage.__name__ and PadStage.__name__ in kinds
+    assert [(i.width, i.height) for i in chain.infos][-1] == (426, 240)
+    pad = chain.stages[kinds.index(PadStage.__name__)]
+    assert (pad.top, pad.bottom) == (30, 30)
+    # side bars alone are filled like new area: no pad
+    chain = build_chain(Options(fill="blur"), info, CropBox(240, 240, 40, 0))
+    assert PadStage.__name__ not in [type(s).__name__ for s in chain.stages]
+    assert (chain.infos[-1].width, chain.infos[-1].height) == (426, 240)

@@ -12,12 +12,8 @@ import numpy as np
 import pytest
 
 from stages.base import Frame, StageChain, VideoInfo, Window
-from stages.interpolate import (
-    BlendInterpolator,
-    DisInterpolator,
-    InterpolateStage,
-    make_interpolator,
-)
+from stages.interpolate import BlendInterpolator, DisInterpolator, InterpolateStage
+from stream.wiring import make_interpolator
 from tests.synthetic import cut_clip, panning_clip
 
 H, W = 120, 160
@@ -87,7 +83,7 @@ def test_nothing_invented_across_cut(backend: str) -> None:
         Window(frames[:cut], list(range(cut)), 0, last=True),
         Window(frames[cut:], list(range(cut, len(frames))), 1, last=True),
     ]
-    out = run(InterpolateStage(factor=3, backend=backend), windows, INFO24)
+    out = run(InterpolateStage(factor=3, interpolator=make_interpolator(backend)), windows, INFO24)
     assert [f.pts for f in out] == list(range(3 * len(frames)))
     for f in out[3 * (cut - 1) : 3 * cut]:  # last frame of scene 1 and its two in-betweens
         assert np.array_equal(f.image, frames[cut - 1])
@@ -95,7 +91,9 @@ def test_nothing_invented_across_cut(backend: str) -> None:
     # Inside a scene the in-betweens are new pictures.
     assert not np.array_equal(out[1].image, frames[0])
     # Same across a cut at a target rate.
-    out = run(InterpolateStage(fps=Fraction(60), backend=backend), windows, INFO24)
+    out = run(
+        InterpolateStage(fps=Fraction(60), interpolator=make_interpolator(backend)), windows, INFO24
+    )
     t_cut = Fraction(cut, 24)
     for f in out:
         if Fraction(cut - 1, 24) <= Fraction(f.pts, 60) < t_cut:
@@ -105,9 +103,15 @@ def test_nothing_invented_across_cut(backend: str) -> None:
 def test_factor_two_across_windows() -> None:
     frames = panning_clip(9, H, W, pan=2.0).frames
     pts = list(range(9))
-    one = run(InterpolateStage(factor=2, backend="blend"), windows_of(frames, pts, []), INFO24)
+    one = run(
+        InterpolateStage(factor=2, interpolator=BlendInterpolator()),
+        windows_of(frames, pts, []),
+        INFO24,
+    )
     split = run(
-        InterpolateStage(factor=2, backend="blend"), windows_of(frames, pts, [4, 5]), INFO24
+        InterpolateStage(factor=2, interpolator=BlendInterpolator()),
+        windows_of(frames, pts, [4, 5]),
+        INFO24,
     )
     assert [f.pts for f in split] == list(range(18))
     assert all(np.array_equal(a.image, b.image) for a, b in zip(one, split, strict=True))
@@ -119,9 +123,11 @@ def test_factor_two_across_windows() -> None:
 
 
 def test_configure_time_base_and_rate() -> None:
-    out = InterpolateStage(factor=2, backend="blend").configure(INFO24)
+    out = InterpolateStage(factor=2, interpolator=BlendInterpolator()).configure(INFO24)
     assert (out.time_base, out.frame_rate) == (Fraction(1, 48), Fraction(48))
-    out = InterpolateStage(fps=Fraction(30000, 1001), backend="blend").configure(INFO24)
+    out = InterpolateStage(fps=Fraction(30000, 1001), interpolator=BlendInterpolator()).configure(
+        INFO24
+    )
     assert (out.time_base, out.frame_rate) == (Fraction(1001, 30000), Fraction(30000, 1001))
 
 
@@ -139,7 +145,7 @@ def test_factor_variable_frame_rate() -> None:
 def test_target_fps_across_windows() -> None:
     frames = panning_clip(12, H, W, pan=2.0).frames
     windows = windows_of(frames, list(range(12)), [5])
-    out = run(InterpolateStage(fps=Fraction(60), backend="blend"), windows, INFO24)
+    out = run(InterpolateStage(fps=Fraction(60), interpolator=BlendInterpolator()), windows, INFO24)
     assert [f.pts for f in out] == list(range(30))
     for f in out:
         if (f.pts * 24) % 60 == 0:
@@ -164,7 +170,7 @@ def test_target_fps_variable_frame_rate() -> None:
 
 def test_held_frame_released_by_empty_window_and_finish() -> None:
     frames = panning_clip(3, H, W).frames
-    stage = InterpolateStage(factor=2, backend="blend")
+    stage = InterpolateStage(factor=2, interpolator=BlendInterpolator())
     stage.configure(INFO24)
     assert len(list(stage.process(Window(frames, [0, 1, 2], 0, last=False)))) == 4
     out = list(stage.process(Window([], [], 0, continues=True, last=True)))
@@ -177,7 +183,7 @@ def test_held_frame_released_by_empty_window_and_finish() -> None:
 
 def test_in_stage_chain_with_single_frame_scene() -> None:
     frames, cuts = cut_clip([1, 3], H, W)
-    chain = StageChain([InterpolateStage(factor=2, backend="dis")])
+    chain = StageChain([InterpolateStage(factor=2, interpolator=DisInterpolator())])
     assert chain.configure(INFO24).time_base == Fraction(1, 48)
     out = [
         f
@@ -193,7 +199,7 @@ def test_stage_deterministic_with_dis() -> None:
     frames = panning_clip(6, H, W, pan=3.0).frames
     runs = [
         run(
-            InterpolateStage(factor=2, backend="dis"),
+            InterpolateStage(factor=2, interpolator=DisInterpolator()),
             windows_of(frames, list(range(6)), [3]),
             INFO24,
         )
@@ -203,17 +209,18 @@ def test_stage_deterministic_with_dis() -> None:
 
 
 def test_bad_inputs() -> None:
+    blend = BlendInterpolator()
     with pytest.raises(ValueError, match="exactly one"):
-        InterpolateStage()
+        InterpolateStage(blend)
     with pytest.raises(ValueError, match="0"):
-        InterpolateStage(factor=0)
+        InterpolateStage(blend, factor=0)
     with pytest.raises(ValueError, match="-24"):
-        InterpolateStage(fps=Fraction(-24))
+        InterpolateStage(blend, fps=Fraction(-24))
     with pytest.raises(ValueError, match="'x'"):
-        InterpolateStage(factor=2, backend="x")
+        InterpolateStage("x", factor=2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'x'"):
         make_interpolator("x")
-    stage = InterpolateStage(factor=2, backend="blend")
+    stage = InterpolateStage(factor=2, interpolator=BlendInterpolator())
     with pytest.raises(RuntimeError, match="configure"):
         list(stage.process(Window([], [], 0)))
     stage.configure(INFO24)
@@ -225,12 +232,10 @@ def test_bad_inputs() -> None:
 
 
 def test_auto_backend_without_rife(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stages.interpolate as mod
+    import gpu.weights
 
-    monkeypatch.setattr(mod, "rife_available", lambda: False)
-    stage = InterpolateStage(factor=2)
-    stage.configure(INFO24)
-    assert isinstance(stage.interpolator, DisInterpolator)
+    monkeypatch.setattr(gpu.weights, "rife_available", lambda: False)
+    assert isinstance(make_interpolator("auto"), DisInterpolator)
 
 
 def test_dis_stage_never_imports_torch() -> None:
@@ -238,8 +243,8 @@ def test_dis_stage_never_imports_torch() -> None:
         "import sys, numpy as np\n"
         "from fractions import Fraction\n"
         "from stages.base import VideoInfo, Window\n"
-        "from stages.interpolate import InterpolateStage\n"
-        "s = InterpolateStage(factor=2, backend='dis')\n"
+        "from stages.interpolate import DisInterpolator, InterpolateStage\n"
+        "s = InterpolateStage(factor=2, interpolator=DisInterpolator())\n"
         "s.configure(VideoInfo(32, 24, Fraction(1, 24)))\n"
         "f = np.zeros((24, 32, 3), np.uint8)\n"
         "assert len(list(s.process(Window([f, f], [0, 1], 0)))) == 4\n"
@@ -252,7 +257,7 @@ def test_dis_stage_never_imports_torch() -> None:
 def test_overlong_scene_tail_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     frames = panning_clip(4, H, W).frames
     info = VideoInfo(W, H, Fraction(1, 1000), None)
-    stage = InterpolateStage(factor=2, backend="blend")
+    stage = InterpolateStage(factor=2, interpolator=BlendInterpolator())
     stage.configure(info)
     first = [f.pts for f in stage.process(Window(frames[:2], [0, 10], 0))]
     assert first == [0, 10, 20, 30]  # the tail is guessed from the last gap (10 ms)
