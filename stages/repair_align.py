@@ -33,7 +33,9 @@ MIN_INLIERS = 12
 # pictures differ by less than this many times their typical difference under the flow
 # (and at least PHOTO_MIN levels).
 PHOTO_FACTOR = 3.0
-PHOTO_MIN = 4.0
+PHOTO_MIN, PHOTO_MAX = 4.0, 12.0
+# Below this share of trusted flow a pair without a global motion is taken for two shots.
+MIN_TRUSTED = 0.25
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Link:
     shift: np.ndarray  # 3x3: this frame's small coords -> previous frame's (global motion)
     g_back: np.ndarray  # the global motion as maps, both ways
     g_fwd: np.ndarray
+    found: bool  # whether a global motion was found (else ``shift`` is the identity)
 
 
 class Aligner:
@@ -105,7 +108,7 @@ class Aligner:
     def link(self, prev: Small, cur: Small) -> Link:
         """Register ``cur`` with ``prev`` (global motion, then DIS flow both ways)."""
         h, w = cur.gray.shape
-        shift = global_motion(prev.gray, cur.gray)  # cur -> prev
+        shift, found = global_motion(prev.gray, cur.gray)  # cur -> prev
         grid = self.grid(w, h)
         g_back = _apply(shift, grid)
         g_fwd = _apply(np.linalg.inv(shift), grid)
@@ -113,13 +116,20 @@ class Aligner:
         fwd = self._flow(prev.gray, cur.gray, g_fwd - grid) + grid
         back_ok = _consistent(back, fwd, grid)
         fwd_ok = _consistent(fwd, back, grid)
-        return Link(back, back_ok, fwd, fwd_ok, shift, g_back, g_fwd)
+        if not found and back_ok.mean() < MIN_TRUSTED:
+            # no camera motion fits and the flow mostly fails: another shot (a cut the
+            # scene detector missed, a flash); nothing of it is trusted
+            back_ok[:] = False
+            fwd_ok[:] = False
+        return Link(back, back_ok, fwd, fwd_ok, shift, g_back, g_fwd, found)
 
     def fall_back(self, link: Link, prev: np.ndarray, cur: np.ndarray) -> None:
         """Where the flow is distrusted, take the global motion instead if the pictures
         agree under it: flat areas (a sky) where the flow wanders with a nearby moving
         character. ``prev`` and ``cur`` are the small lumas at the same brightness; both
         are median-filtered first so a speck does not decide."""
+        if not link.found or link.back_ok.mean() < MIN_TRUSTED:
+            return  # no global motion, or too little trusted flow to judge the pictures by
         a, b = cv2.medianBlur(prev, 5), cv2.medianBlur(cur, 5)
         for there, ok, glob, src, dst in (
             (link.back, link.back_ok, link.g_back, a, b),
@@ -130,7 +140,7 @@ class Aligner:
             dense = cv2.absdiff(cv2.remap(src, there, None, cv2.INTER_LINEAR), dst)
             typical = np.minimum(dense[ok], 255).astype(np.uint8)
             noise = 1.4826 * median_u8(typical) if ok.sum() > 64 else 2.0
-            tol = max(PHOTO_MIN, PHOTO_FACTOR * noise)
+            tol = min(max(PHOTO_MIN, PHOTO_FACTOR * noise), PHOTO_MAX)
             moved = cv2.absdiff(cv2.remap(src, glob, None, cv2.INTER_LINEAR), dst)
             h, w = ok.shape
             inside = (glob[..., 0] >= 0) & (glob[..., 0] <= w - 1)
@@ -183,18 +193,19 @@ def median_u8(values: np.ndarray) -> float:
     return float(np.searchsorted(np.cumsum(counts), (values.size + 1) / 2))
 
 
-def global_motion(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    """3x3 map from ``cur``'s pixel coords to ``prev``'s (identity when it cannot be fit)."""
+def global_motion(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, bool]:
+    """3x3 map from ``cur``'s pixel coords to ``prev``'s, and whether it was found (the
+    identity when not: too few corners, or no model fits enough of them)."""
     pts = cv2.goodFeaturesToTrack(prev, MAX_CORNERS, 0.01, 5, blockSize=5)
     if pts is None or len(pts) < MIN_INLIERS:
-        return np.eye(3)
+        return np.eye(3), False
     levels = max(1, int(np.log2(min(prev.shape) / 24)))
     moved, st, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(15, 15), maxLevel=levels)
     good = st.ravel() == 1
     if good.sum() < MIN_INLIERS:
-        return np.eye(3)
+        return np.eye(3), False
     m, n, _ = fit_model(moved[good], pts[good], "auto", 1.0)
-    return m if n >= MIN_INLIERS else np.eye(3)
+    return (m, True) if n >= MIN_INLIERS else (np.eye(3), False)
 
 
 def _apply(m: np.ndarray, grid: np.ndarray) -> np.ndarray:

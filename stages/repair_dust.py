@@ -79,10 +79,10 @@ def find_and_remove(
     keep = np.ones(n, bool)
     keep[0] = False
     kept = 0
-    max_area = max_size * max_size
+    big = max_size + 2  # the light blur spreads a speck by about a pixel each way
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if w > max_size or h > max_size or area > max_area:
+        if w > big or h > big or area > big * big:
             keep[i] = False  # too large for a speck: a change of the picture
         elif _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold) or (
             area >= VERIFY_MIN_AREA

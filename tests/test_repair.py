@@ -94,6 +94,17 @@ def test_never_looks_across_a_cut():
     np.testing.assert_array_equal(np.stack(joined[10:]), np.stack(repair(b)))
 
 
+def test_a_missed_cut_does_not_leak():
+    """Two shots handed over as one scene (a cut the detector missed): nothing of one
+    shot is averaged or patched into the other."""
+    a, b = clip(8, seed=0), clip(8, seed=5, pan=-3)
+    clean = a + b
+    frames = grain(clean, 6)
+    out = repair(frames)
+    for t in (6, 7, 8, 9):
+        assert psnr([out[t]], [clean[t]]) > psnr([frames[t]], [clean[t]]) - 0.5, t
+
+
 def test_short_scenes_and_chain():
     frames = clip(4)
     out = repair(frames, scenes=[1, 2])  # scenes of 1, 1 and 2 frames
