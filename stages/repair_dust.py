@@ -30,7 +30,9 @@ VERIFY_MIN_AREA = 6
 VERIFY_MARGIN = 3
 # A blob is found in a neighbour when the best match there leaves at most this fraction
 # of the mismatch at the blob's own place.
-VERIFY_RATIO = 0.4
+VERIFY_RATIO = 0.3
+# The two velocities of a moving object may differ by this share (it speeds up, turns).
+VELOCITY_TOLERANCE = 0.25
 # Ring around a blob (outer radius, px) that must agree with the neighbours, and the
 # largest fraction of it that may not (grain, a neighbouring speck).
 RING = 4
@@ -38,6 +40,8 @@ RING_MAX_ODD = 0.25
 RING_MAX_ODD_SPECK = 0.5
 # Blur (px) before comparing: thins the grain more than it dims a speck.
 PRE_SIGMA = 0.6
+ENV_SIGMA = 1.2
+QUARTER = 3
 # Brightness bins in which the grain's sigma is measured separately.
 LEVEL_BINS = 8
 
@@ -166,8 +170,9 @@ def _contrast(
     pair_of = np.full(luma.shape, -1, np.int8)
     odd = np.zeros(luma.shape, bool)
     free = np.ones(luma.shape, bool)
-    env: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    env: dict[int, tuple[np.ndarray, ...]] = {}
     half = threshold // 2
+    quarter = (threshold // QUARTER).astype(np.uint8)
     for p, (a, b) in enumerate(PAIRS):
         if a not in neighbours or b not in neighbours:
             continue
@@ -176,14 +181,25 @@ def _contrast(
             continue
         for k in (a, b):
             if k not in env:
-                env[k] = (cv2.erode(near[k], _SQUARE3), cv2.dilate(near[k], _SQUARE3))
+                # a speck is judged against the neighbour's envelope with its grain thinned
+                # (the envelope of raw grain swallows a faint speck), but never more than
+                # a quarter threshold inside the plain one (texture the flow aligns only to
+                # a pixel needs that); the ring around it against the plain envelope
+                lo, hi = cv2.erode(near[k], _SQUARE3), cv2.dilate(near[k], _SQUARE3)
+                calm = cv2.GaussianBlur(near[k], (0, 0), ENV_SIGMA)
+                env[k] = (
+                    cv2.min(cv2.erode(calm, _SQUARE3), cv2.add(lo, quarter)),
+                    cv2.max(cv2.dilate(calm, _SQUARE3), cv2.subtract(hi, quarter)),
+                    lo,
+                    hi,
+                )
         # saturating uint8: how far below both minima (dark) / above both maxima (bright)
         dark = cv2.subtract(cv2.min(env[a][0], env[b][0]), luma)
         bright = cv2.subtract(luma, cv2.max(env[a][1], env[b][1]))
         same = bright.astype(np.int16) - dark
         # outside either neighbour's envelope by half the threshold
-        out_hi = cv2.subtract(luma, cv2.min(env[a][1], env[b][1]))
-        out_lo = cv2.subtract(cv2.max(env[a][0], env[b][0]), luma)
+        out_hi = cv2.subtract(luma, cv2.min(env[a][3], env[b][3]))
+        out_lo = cv2.subtract(cv2.max(env[a][2], env[b][2]), luma)
         outside = cv2.max(out_hi, out_lo) > half
         # the neighbours agree: their difference is small beside the frame's
         gap = cv2.absdiff(near[a], near[b]).astype(np.int16)
@@ -270,7 +286,7 @@ def _moving_object(
     # the same motion per frame from both: a path through this frame (at a scene's
     # first or last frames, two frames on one side)
     va, vb = moves
-    return bool(np.linalg.norm(va - vb) <= max(2.0, 0.5 * np.linalg.norm(va)))
+    return bool(np.linalg.norm(va - vb) <= max(1.5, VELOCITY_TOLERANCE * np.linalg.norm(va)))
 
 
 _RING_OUT = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * 4 + 1, 2 * 4 + 1))
