@@ -36,6 +36,9 @@ PHOTO_FACTOR = 3.0
 PHOTO_MIN, PHOTO_MAX = 4.0, 12.0
 # Below this share of trusted flow a pair without a global motion is taken for two shots.
 MIN_TRUSTED = 0.25
+# Phase-correlation peak (0-1) above which the shift it gives is taken: 0.6-1 between the
+# frames of one shot (grainy, flat, shaking), about 0.1 across a cut.
+PHASE_MIN = 0.3
 
 
 @dataclass
@@ -71,7 +74,9 @@ class Link:
     shift: np.ndarray  # 3x3: this frame's small coords -> previous frame's (global motion)
     g_back: np.ndarray  # the global motion as maps, both ways
     g_fwd: np.ndarray
-    found: bool  # whether a global motion was found (else ``shift`` is the identity)
+    # whether ``shift`` can stand for the motion: found, or the identity for a picture
+    # too flat to track (where no motion shows anyway); False when none fits
+    found: bool
 
 
 class Aligner:
@@ -83,6 +88,7 @@ class Aligner:
         self.flow_width = flow_width
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._grids: dict[tuple[int, int], np.ndarray] = {}
+        self._windows: dict[tuple[int, int], np.ndarray] = {}
 
     def small_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """Flow size (w, h) for frames of ``shape``."""
@@ -108,7 +114,10 @@ class Aligner:
     def link(self, prev: Small, cur: Small) -> Link:
         """Register ``cur`` with ``prev`` (global motion, then DIS flow both ways)."""
         h, w = cur.gray.shape
-        shift, found = global_motion(prev.gray, cur.gray)  # cur -> prev
+        window = self._windows.get((w, h))
+        if window is None:
+            window = self._windows[(w, h)] = cv2.createHanningWindow((w, h), cv2.CV_32F)
+        shift, status = global_motion(prev, cur, window)  # cur -> prev
         grid = self.grid(w, h)
         g_back = _apply(shift, grid)
         g_fwd = _apply(np.linalg.inv(shift), grid)
@@ -116,20 +125,20 @@ class Aligner:
         fwd = self._flow(prev.gray, cur.gray, g_fwd - grid) + grid
         back_ok = _consistent(back, fwd, grid)
         fwd_ok = _consistent(fwd, back, grid)
-        if not found and back_ok.mean() < MIN_TRUSTED:
-            # no camera motion fits and the flow mostly fails: another shot (a cut the
-            # scene detector missed, a flash); nothing of it is trusted
+        if status == "no fit" and back_ok.mean() < MIN_TRUSTED:
+            # a textured picture, yet no camera motion fits and the flow mostly fails:
+            # another shot (a cut the scene detector missed); nothing of it is trusted
             back_ok[:] = False
             fwd_ok[:] = False
-        return Link(back, back_ok, fwd, fwd_ok, shift, g_back, g_fwd, found)
+        return Link(back, back_ok, fwd, fwd_ok, shift, g_back, g_fwd, status != "no fit")
 
     def fall_back(self, link: Link, prev: np.ndarray, cur: np.ndarray) -> None:
         """Where the flow is distrusted, take the global motion instead if the pictures
         agree under it: flat areas (a sky) where the flow wanders with a nearby moving
         character. ``prev`` and ``cur`` are the small lumas at the same brightness; both
         are median-filtered first so a speck does not decide."""
-        if not link.found or link.back_ok.mean() < MIN_TRUSTED:
-            return  # no global motion, or too little trusted flow to judge the pictures by
+        if not link.found:
+            return  # a textured picture that no global motion explains
         a, b = cv2.medianBlur(prev, 5), cv2.medianBlur(cur, 5)
         for there, ok, glob, src, dst in (
             (link.back, link.back_ok, link.g_back, a, b),
@@ -193,19 +202,38 @@ def median_u8(values: np.ndarray) -> float:
     return float(np.searchsorted(np.cumsum(counts), (values.size + 1) / 2))
 
 
-def global_motion(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, bool]:
-    """3x3 map from ``cur``'s pixel coords to ``prev``'s, and whether it was found (the
-    identity when not: too few corners, or no model fits enough of them)."""
+def global_motion(prev: Small, cur: Small, window: np.ndarray) -> tuple[np.ndarray, str]:
+    """3x3 map from ``cur``'s pixel coords to ``prev``'s, and how it was got: ``found``
+    (corners tracked and fitted, or else a clear phase-correlation peak: a pure shift),
+    ``flat`` (too little to track: the identity, where no motion shows anyway) or
+    ``no fit`` (a textured picture that no motion explains: the identity). ``window``:
+    a Hanning window of the small size, for the phase correlation."""
+    shift = _tracked(prev.gray, cur.gray)
+    if shift is not None:
+        return shift, "found"
+    # copies: OpenCV 5's phaseCorrelate multiplies its inputs by the window in place
+    (dx, dy), response = cv2.phaseCorrelate(prev.luma.copy(), cur.luma.copy(), window)
+    if response >= PHASE_MIN:
+        return np.array([[1.0, 0, -dx], [0, 1.0, -dy], [0, 0, 1.0]]), "found"
+    corners = cv2.goodFeaturesToTrack(cur.gray, MIN_INLIERS, 0.01, 5, blockSize=5)
+    flat = corners is None or len(corners) < MIN_INLIERS
+    return np.eye(3), "flat" if flat else "no fit"
+
+
+def _tracked(prev: np.ndarray, cur: np.ndarray) -> np.ndarray | None:
+    """Corners of ``prev`` tracked into ``cur`` (pyramidal LK) and a RANSAC similarity
+    fitted (cur -> prev); None when too few corners or inliers. A similarity is enough:
+    it only starts the flow and stands in for it where the picture is flat."""
     pts = cv2.goodFeaturesToTrack(prev, MAX_CORNERS, 0.01, 5, blockSize=5)
     if pts is None or len(pts) < MIN_INLIERS:
-        return np.eye(3), False
+        return None
     levels = max(1, int(np.log2(min(prev.shape) / 24)))
     moved, st, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(15, 15), maxLevel=levels)
     good = st.ravel() == 1
     if good.sum() < MIN_INLIERS:
-        return np.eye(3), False
-    m, n, _ = fit_model(moved[good], pts[good], "auto", 1.0)
-    return (m, True) if n >= MIN_INLIERS else (np.eye(3), False)
+        return None
+    m, n, _ = fit_model(moved[good], pts[good], "similarity", 1.0)
+    return m if n >= MIN_INLIERS else None
 
 
 def _apply(m: np.ndarray, grid: np.ndarray) -> np.ndarray:

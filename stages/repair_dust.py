@@ -31,6 +31,9 @@ VERIFY_MARGIN = 3
 # A blob is found in a neighbour when the best match there leaves at most this fraction
 # of the mismatch at the blob's own place.
 VERIFY_RATIO = 0.3
+# A blob and its surroundings are found near its place in a neighbour when the best
+# match leaves at most this share of the mismatch at its own place.
+NEARBY_RATIO = 0.2
 # The two velocities of a moving object may differ by this share (it speeds up, turns).
 VELOCITY_TOLERANCE = 0.25
 # Ring around a blob (outer radius, px) that must agree with the neighbours, and the
@@ -74,9 +77,9 @@ def find_and_remove(
     level = near[min(near, key=lambda k: (abs(k), k))]
     sigma = _sigma_by_level(smooth, level, near, neighbours)
     table = np.clip(np.rint(np.maximum(min_contrast, factor * sigma)), 1, 255).astype(np.uint8)
-    threshold = cv2.LUT(level, table).astype(np.int16)
+    threshold = cv2.LUT(level, table)
     contrast, pair_of, odd = _contrast(smooth, near, neighbours, threshold)
-    core = (np.abs(contrast) > threshold).astype(np.uint8)
+    core = cv2.compare(contrast, threshold, cv2.CMP_GT) // 255
     if not core.any():
         return DustResult(image, 0, 0)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
@@ -88,9 +91,13 @@ def find_and_remove(
         x, y, w, h, area = (int(v) for v in stats[i])
         if w > big or h > big or area > big * big:
             keep[i] = False  # too large for a speck: a change of the picture
-        elif _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold) or (
-            area >= VERIFY_MIN_AREA
-            and _moving_object(luma, labels, i, neighbours, (x, y, w, h), search)
+        elif (
+            _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold)
+            or _found_nearby(luma, neighbours, (x, y, w, h), max(2, search // 3))
+            or (
+                area >= VERIFY_MIN_AREA
+                and _moving_object(luma, labels, i, neighbours, (x, y, w, h), search)
+            )
         ):
             keep[i] = False
             kept += 1
@@ -99,11 +106,11 @@ def find_and_remove(
         return DustResult(image, 0, kept)
     core = keep[labels].astype(np.uint8)
     # grow into the speck's faint rim (same direction, a third of the threshold), 2 px
-    weak = (np.abs(contrast) > threshold / 3).astype(np.uint8)
+    weak = cv2.compare(contrast, threshold // 3, cv2.CMP_GT) // 255
     grown = cv2.dilate(core, _ELLIPSE5) & weak | cv2.dilate(core, _SQUARE3)
     alpha = np.maximum(grown.astype(np.float32), cv2.blur(grown.astype(np.float32), (3, 3)))
     ys, xs = np.nonzero(alpha > 0)
-    pair = pair_of[ys, xs]
+    pair = pair_of[ys, xs].astype(np.int16) - 1
     valid = pair >= 0
     ys, xs, pair = ys[valid], xs[valid], pair[valid]
     out = image.copy()
@@ -159,59 +166,66 @@ def _contrast(
     neighbours: dict[int, Neighbour],
     threshold: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Signed same-direction difference (int16) of the frame from the first usable pair
-    (0 where none is trusted or the two disagree), the index of that pair (-1: none), and
-    where the frame differs from either of them by half the threshold (False where no
-    pair is trusted). ``luma`` and ``near`` (the neighbours' lumas) are smoothed uint8.
+    """How far (uint8 levels) the frame lies beyond the first usable pair in the same
+    direction from both (0 where none is trusted or the two disagree), the index + 1 of
+    that pair (0: none trusted), and where the frame differs from either of them by half
+    the threshold (False where no pair is trusted). ``luma`` and ``near`` (the neighbours'
+    lumas) are smoothed uint8; ``threshold`` is uint8 per pixel.
 
     The frame is compared with each neighbour's 3x3 minimum (for dark specks) and maximum
-    (bright): fine texture that the flow aligns to within a pixel then never differs."""
-    contrast = np.zeros(luma.shape, np.int16)
-    pair_of = np.full(luma.shape, -1, np.int8)
-    odd = np.zeros(luma.shape, bool)
-    free = np.ones(luma.shape, bool)
+    (bright): fine texture that the flow aligns to within a pixel then never differs.
+    Everything is uint8 masks (0/255) and saturating OpenCV arithmetic: this runs on every
+    pixel of every frame."""
+    shape = luma.shape
+    contrast = np.zeros(shape, np.uint8)
+    pair_of = np.zeros(shape, np.uint8)
+    odd = np.zeros(shape, np.uint8)
+    free = np.full(shape, 255, np.uint8)
+    ok = {k: nb.ok.view(np.uint8) * np.uint8(255) for k, nb in neighbours.items()}
     env: dict[int, tuple[np.ndarray, ...]] = {}
     half = threshold // 2
-    quarter = (threshold // QUARTER).astype(np.uint8)
+    part = threshold // QUARTER
     for p, (a, b) in enumerate(PAIRS):
         if a not in neighbours or b not in neighbours:
             continue
-        usable = free & neighbours[a].ok & neighbours[b].ok
-        if not usable.any():
+        usable = cv2.bitwise_and(free, cv2.bitwise_and(ok[a], ok[b]))
+        if not cv2.countNonZero(usable):
             continue
         for k in (a, b):
             if k not in env:
                 # a speck is judged against the neighbour's envelope with its grain thinned
                 # (the envelope of raw grain swallows a faint speck), but never more than
-                # a quarter threshold inside the plain one (texture the flow aligns only to
-                # a pixel needs that); the ring around it against the plain envelope
+                # a part of the threshold inside the plain one (texture the flow aligns
+                # only to a pixel needs that); the ring around it against the plain one
                 lo, hi = cv2.erode(near[k], _SQUARE3), cv2.dilate(near[k], _SQUARE3)
                 calm = cv2.GaussianBlur(near[k], (0, 0), ENV_SIGMA)
                 env[k] = (
-                    cv2.min(cv2.erode(calm, _SQUARE3), cv2.add(lo, quarter)),
-                    cv2.max(cv2.dilate(calm, _SQUARE3), cv2.subtract(hi, quarter)),
+                    cv2.min(cv2.erode(calm, _SQUARE3), cv2.add(lo, part)),
+                    cv2.max(cv2.dilate(calm, _SQUARE3), cv2.subtract(hi, part)),
                     lo,
                     hi,
                 )
-        # saturating uint8: how far below both minima (dark) / above both maxima (bright)
+        # saturating: how far below both minima (dark) / above both maxima (bright)
         dark = cv2.subtract(cv2.min(env[a][0], env[b][0]), luma)
         bright = cv2.subtract(luma, cv2.max(env[a][1], env[b][1]))
-        same = bright.astype(np.int16) - dark
-        # outside either neighbour's envelope by half the threshold
+        size = cv2.max(dark, bright)  # at most one of them is above 0
+        # outside either neighbour's plain envelope by half the threshold
         out_hi = cv2.subtract(luma, cv2.min(env[a][3], env[b][3]))
         out_lo = cv2.subtract(cv2.max(env[a][2], env[b][2]), luma)
-        outside = cv2.max(out_hi, out_lo) > half
+        outside = cv2.compare(cv2.max(out_hi, out_lo), half, cv2.CMP_GT)
         # the neighbours agree: their difference is small beside the frame's
-        gap = cv2.absdiff(near[a], near[b]).astype(np.int16)
-        agree = (gap < threshold) | (2 * gap < np.abs(same))
-        use = usable & agree
-        contrast[use] = same[use]
-        odd[usable] = outside[usable] | ~agree[usable]
-        pair_of[usable] = p  # trusted pair: later pairs do not overrule it
-        free &= ~usable
-        if not free.any():
+        gap = cv2.absdiff(near[a], near[b])
+        agree = cv2.bitwise_or(
+            cv2.compare(gap, threshold, cv2.CMP_LT),
+            cv2.compare(cv2.add(gap, gap), size, cv2.CMP_LT),
+        )
+        cv2.copyTo(size, cv2.bitwise_and(usable, agree), contrast)
+        cv2.bitwise_or(odd, cv2.bitwise_or(outside, cv2.bitwise_not(agree)), odd, mask=usable)
+        pair_of[usable > 0] = p + 1  # trusted pair: later pairs do not overrule it
+        free = cv2.bitwise_and(free, cv2.bitwise_not(usable))
+        if not cv2.countNonZero(free):
             break
-    return contrast, pair_of, odd
+    return contrast, pair_of, odd > 0
 
 
 def _in_motion(
@@ -244,8 +258,30 @@ def _in_motion(
         return True
     area = int(blob.sum())
     compact = area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
-    strong = np.abs(contrast[y0:y1, x0:x1][blob]) >= 2 * threshold[y0:y1, x0:x1][blob]
+    strong = contrast[y0:y1, x0:x1][blob] >= 2 * threshold[y0:y1, x0:x1][blob].astype(np.int16)
     return not (compact and float(strong.mean()) >= 0.5)
+
+
+def _found_nearby(
+    luma: np.ndarray, neighbours: dict[int, Neighbour], box: tuple[int, int, int, int], radius: int
+) -> bool:
+    """Whether the blob with its surroundings (VERIFY_MARGIN px) is found a little off its
+    place in both nearest neighbours: a piece of picture the flow put a few pixels wrong
+    (the edge of a quickly drawn limb), not a speck, which no neighbour shows."""
+    h, w = luma.shape
+    x, y, bw, bh = box
+    m = VERIFY_MARGIN
+    x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
+    template = luma[y0:y1, x0:x1]
+    sides = [k for k in (-1, 1) if k in neighbours] or sorted(neighbours, key=abs)[:1]
+    for k in sides:
+        sx0, sy0 = max(0, x0 - radius), max(0, y0 - radius)
+        sx1, sy1 = min(w, x1 + radius), min(h, y1 + radius)
+        res = cv2.matchTemplate(neighbours[k].luma[sy0:sy1, sx0:sx1], template, cv2.TM_SQDIFF)
+        here = float(res[y0 - sy0, x0 - sx0])
+        if not float(res.min()) < NEARBY_RATIO * here:
+            return False
+    return True
 
 
 def _moving_object(

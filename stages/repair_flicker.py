@@ -103,27 +103,32 @@ def trend(levels: Sequence[tuple[int, Level]], at: int, radius: int) -> Level:
     return Level(*(float(c) for c in coef[0]))
 
 
-def mapping(src: Level, dst: Level, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel gain and offset (H, W) float32 that take a picture at level ``src`` to
-    level ``dst``: ``v -> g_dst / g_src * (v - o_src) + o_dst``."""
+def mapping(
+    src: Level, dst: Level, shape: tuple[int, ...], channels: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel gain and offset (H, W) float32, or (H, W, channels) with ``channels`` > 1,
+    that take a picture at level ``src`` to level ``dst``:
+    ``v -> g_dst / g_src * (v - o_src) + o_dst``."""
     gw, gh = FIELD_GRID
     xs, ys = _unit_grid(gw, gh)
     g_src = np.maximum(src.gain(xs, ys), 1e-3)
     ratio = np.clip(dst.gain(xs, ys) / g_src, MIN_GAIN, MAX_GAIN)
     offset = dst.o - ratio * src.o
-    h, w = shape[:2]
-    size = (w, h)
-    gain = cv2.resize(ratio.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    off = cv2.resize(offset.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    return gain, off
+    size = (shape[1], shape[0])
+    fields = []
+    for f in (ratio, offset):
+        f = f.astype(np.float32)
+        if channels > 1:  # resized as channels at once: no merge of full-size planes
+            f = np.repeat(f[..., None], channels, axis=2)
+        fields.append(cv2.resize(f, size, interpolation=cv2.INTER_LINEAR))
+    return fields[0], fields[1]
 
 
 def apply(image: np.ndarray, src: Level, dst: Level) -> np.ndarray:
     """RGB ``image`` (uint8 or float32) taken from level ``src`` to ``dst``, as uint8."""
-    gain, off = mapping(src, dst, image.shape)
-    out = cv2.multiply(image.astype(np.float32, copy=False), cv2.merge([gain, gain, gain]))
-    out = cv2.add(out, cv2.merge([off, off, off]) + 0.5)  # + 0.5: truncation rounds
-    return np.clip(out, 0, 255, out=out).astype(np.uint8)
+    gain, off = mapping(src, dst, image.shape, channels=3)
+    # OpenCV's mixed-type arithmetic rounds and saturates into uint8 in one pass
+    return cv2.add(cv2.multiply(image, gain, dtype=cv2.CV_32F), off, dtype=cv2.CV_8U)
 
 
 def table(src: Level, dst: Level) -> np.ndarray:
