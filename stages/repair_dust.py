@@ -34,6 +34,7 @@ VERIFY_RATIO = 0.3
 # A blob and its surroundings are found near its place in a neighbour when the best
 # match leaves at most this share of the mismatch at its own place.
 NEARBY_RATIO = 0.2
+NEARBY_SEARCH = 0.34
 # The two velocities of a moving object may differ by this share (it speeds up, turns).
 VELOCITY_TOLERANCE = 0.25
 # Ring around a blob (outer radius, px) that must agree with the neighbours, and the
@@ -41,6 +42,13 @@ VELOCITY_TOLERANCE = 0.25
 RING = 4
 RING_MAX_ODD = 0.25
 RING_MAX_ODD_SPECK = 0.5
+# Box around a blob (share of the frame width each way) of which at most BUSY_MAX_ODD may
+# disagree with the neighbours: more is a moving area the flow does not follow.
+BUSY_RADIUS = 0.025
+BUSY_MAX_ODD = 0.2
+# ... for blobs of at least this many pixels: a wrong small patch costs little, a wrong
+# large one shows (a piece of a limb pasted over).
+BUSY_MIN_AREA = 30
 # Blur (px) before comparing: thins the grain more than it dims a speck.
 PRE_SIGMA = 0.6
 ENV_SIGMA = 1.2
@@ -83,6 +91,7 @@ def find_and_remove(
     if not core.any():
         return DustResult(image, 0, 0)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    busy = cv2.integral(odd.view(np.uint8))
     keep = np.ones(n, bool)
     keep[0] = False
     kept = 0
@@ -92,8 +101,8 @@ def find_and_remove(
         if w > big or h > big or area > big * big:
             keep[i] = False  # too large for a speck: a change of the picture
         elif (
-            _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold)
-            or _found_nearby(luma, neighbours, (x, y, w, h), max(2, search // 3))
+            _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, busy)
+            or _found_nearby(luma, neighbours, (x, y, w, h), max(2, round(NEARBY_SEARCH * search)))
             or (
                 area >= VERIFY_MIN_AREA
                 and _moving_object(luma, labels, i, neighbours, (x, y, w, h), search)
@@ -235,13 +244,16 @@ def _in_motion(
     odd: np.ndarray,
     contrast: np.ndarray,
     threshold: np.ndarray,
+    busy: np.ndarray,
 ) -> bool:
     """Whether the blob's surroundings (a ring 2-4 px out) disagree with the neighbours
     too: a speck sits on a picture that the neighbours show unchanged; the changing
-    edge of something moving does not. A speck beside a moving edge has part of its
-    ring disagreeing: up to RING_MAX_ODD_SPECK of it is allowed for a blob that looks
-    like a speck (compact, and twice the threshold's contrast), which the sliver along
-    a moving edge does not."""
+    edge of something moving does not. So does a wider box around it (see :func:`_busy`,
+    ``busy`` is the integral image of ``odd``): where much disagrees, something moves
+    that the flow does not follow, and a blob there is more likely a piece of it. A
+    speck beside a moving edge has part of its ring disagreeing: up to RING_MAX_ODD_SPECK
+    of it is allowed for a blob that looks like a speck (compact, and twice the
+    threshold's contrast), which the sliver along a moving edge does not."""
     h, w = labels.shape
     x, y, bw, bh = box
     r = RING
@@ -251,15 +263,33 @@ def _in_motion(
     ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
     if not ring.any():
         return False
+    if int(blob.sum()) >= BUSY_MIN_AREA and _busy(busy, box, h, w):
+        return True
     frac = float(odd[y0:y1, x0:x1][ring].mean())
     if frac <= RING_MAX_ODD:
         return False
-    if frac > RING_MAX_ODD_SPECK:
-        return True
     area = int(blob.sum())
+    if frac > RING_MAX_ODD_SPECK or area >= BUSY_MIN_AREA:
+        return True  # a large wrong patch shows: only small specks get the benefit
     compact = area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
     strong = contrast[y0:y1, x0:x1][blob] >= 2 * threshold[y0:y1, x0:x1][blob].astype(np.int16)
     return not (compact and float(strong.mean()) >= 0.5)
+
+
+def _busy(busy: np.ndarray, box: tuple[int, int, int, int], h: int, w: int) -> bool:
+    """Whether more than BUSY_MAX_ODD of the box BUSY_RADIUS (a share of the width) around
+    the blob, less the blob's own box grown by 2 px, disagrees with the neighbours."""
+    x, y, bw, bh = box
+    r = max(8, round(BUSY_RADIUS * w))
+
+    def total(x0: int, y0: int, x1: int, y1: int) -> tuple[int, int]:
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        n = int(busy[y1, x1] - busy[y0, x1] - busy[y1, x0] + busy[y0, x0])
+        return n, (x1 - x0) * (y1 - y0)
+
+    outer, outer_area = total(x - r, y - r, x + bw + r, y + bh + r)
+    inner, inner_area = total(x - 2, y - 2, x + bw + 2, y + bh + 2)
+    return outer - inner > BUSY_MAX_ODD * max(outer_area - inner_area, 1)
 
 
 def _found_nearby(

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# Share of the width at each side where no line is taken for a scratch (film gate edges).
+BORDER = 0.03
 # Rows sampled for the column medians (every n-th): a median needs no more.
 ROW_STEP = 4
 # Drift of a scratch allowed per frame of distance, pixels.
@@ -68,7 +70,9 @@ def candidates(luma: np.ndarray, max_width: int, min_contrast: float) -> list[Li
         spread = 1.4826 * cv2.medianBlur(cv2.absdiff(col, base), 2 * BASE_RADIUS + 1)[0]
         prof = col[0].astype(np.float32) - base[0]
         peak = cv2.dilate(prof[None], np.ones((1, 7), np.uint8))[0]
-        margin = k  # a top-hat cannot see a line at the border
+        # a top-hat cannot see a line at the border, and the edge of a film gate (dark,
+        # rounded, fixed to the frame like a scratch) runs along it: not a scratch
+        margin = max(k, round(BORDER * w))
         strong = (prof >= min_contrast) & (prof >= SPREAD_FACTOR * spread) & (prof >= peak)
         for x in np.nonzero(strong)[0]:
             if margin <= x < w - margin:
