@@ -23,6 +23,10 @@ from .repair_align import Neighbour, median_u8
 
 # Neighbour pairs in order of preference (offsets from the repaired frame).
 PAIRS = ((-1, 1), (-2, 2), (1, 2), (-1, -2))
+# Pairs from one side only (indices into PAIRS): within a scene, where the other side is
+# there but distrusted (an occlusion, a wild change), something new appearing looks like
+# a speck from one side, so there they may find only small specks.
+ONE_SIDED = (2, 3)
 # Blobs of at least this many pixels are checked for being a real moving object; smaller
 # ones are grain-sized and replacing them is harmless.
 VERIFY_MIN_AREA = 6
@@ -96,16 +100,24 @@ def find_and_remove(
     keep[0] = False
     kept = 0
     big = max_size + 2  # the light blur spreads a speck by about a pixel each way
+    both_sides = any(k < 0 for k in neighbours) and any(k > 0 for k in neighbours)
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
         if w > big or h > big or area > big * big:
             keep[i] = False  # too large for a speck: a change of the picture
         elif (
-            _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, busy)
-            or _found_nearby(luma, neighbours, (x, y, w, h), max(2, round(NEARBY_SEARCH * search)))
+            both_sides
+            and area >= BUSY_MIN_AREA
+            and _one_sided(pair_of, labels, i, (x, y, w, h), neighbours)
             or (
-                area >= VERIFY_MIN_AREA
-                and _moving_object(luma, labels, i, neighbours, (x, y, w, h), search)
+                _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, busy)
+                or _found_nearby(
+                    luma, neighbours, (x, y, w, h), max(2, round(NEARBY_SEARCH * search))
+                )
+                or (
+                    area >= VERIFY_MIN_AREA
+                    and _moving_object(luma, labels, i, neighbours, (x, y, w, h), search)
+                )
             )
         ):
             keep[i] = False
@@ -274,6 +286,28 @@ def _in_motion(
     compact = area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
     strong = contrast[y0:y1, x0:x1][blob] >= 2 * threshold[y0:y1, x0:x1][blob].astype(np.int16)
     return not (compact and float(strong.mean()) >= 0.5)
+
+
+def _one_sided(
+    pair_of: np.ndarray,
+    labels: np.ndarray,
+    label: int,
+    box: tuple[int, int, int, int],
+    neighbours: dict[int, Neighbour],
+) -> bool:
+    """Whether the blob was found by a pair from one side only (see ONE_SIDED) while
+    the other side is distrusted all around it (a wide change or occlusion there, not
+    just the speck unsettling the flow at its own place)."""
+    h, w = labels.shape
+    x, y, bw, bh = box
+    found = pair_of[y : y + bh, x : x + bw][labels[y : y + bh, x : x + bw] == label]
+    pairs = set((found.astype(np.int16) - 1).tolist()) & set(ONE_SIDED)
+    if not pairs:
+        return False
+    other = -1 if PAIRS[min(pairs)][0] > 0 else 1  # the side the pair does not look at
+    r = max(bw, bh)
+    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+    return float(neighbours[other].ok[y0:y1, x0:x1].mean()) < 0.5
 
 
 def _busy(busy: np.ndarray, box: tuple[int, int, int, int], h: int, w: int) -> bool:

@@ -105,6 +105,17 @@ def test_a_missed_cut_does_not_leak():
         assert psnr([out[t]], [clean[t]]) > psnr([frames[t]], [clean[t]]) - 0.5, t
 
 
+def test_something_new_before_a_wild_change_stays():
+    """A thing that comes into view in the last frame before the picture changes
+    altogether (a missed cut, a flash) differs from the frames before it like a speck
+    would, but nothing after it can be trusted: it is left alone."""
+    a, b = clip(8, seed=0), clip(8, seed=5, pan=-3)
+    a[7] = a[7].copy()
+    cv2.rectangle(a[7], (200, 190), (205, 201), (250, 250, 250), -1)  # 6x12 px
+    out = repair(a + b, RepairSettings(grain=False, flicker=False))
+    assert out[7][191:201, 201:205].min() > 200
+
+
 def test_short_scenes_and_chain():
     frames = clip(4)
     out = repair(frames, scenes=[1, 2])  # scenes of 1, 1 and 2 frames
