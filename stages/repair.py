@@ -231,11 +231,11 @@ class RepairStage(Stage):
             if other is None:
                 continue
             smap, ok = self._small_map(c, o)
-            full, trust = self._aligner.to_full(smap, ok, slot.image.shape)
+            full, trust, inside = self._aligner.to_full(smap, ok, slot.image.shape)
             rgb = warp(other.image, full)
             if not repair_flicker.is_identity(other.norm, slot.norm):
                 rgb = cv2.LUT(rgb, repair_flicker.table(other.norm, slot.norm))
-            out[o] = Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust)
+            out[o] = Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust, inside)
         return out
 
     def _small_map(self, c: int, o: int) -> tuple[np.ndarray, np.ndarray]:

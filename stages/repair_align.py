@@ -52,11 +52,12 @@ class Small:
 @dataclass
 class Neighbour:
     """A neighbour warped onto the repaired frame and brought to its brightness: RGB and
-    luma uint8, and where the alignment is trusted."""
+    luma uint8, where the alignment is trusted, and where the neighbour sees the place."""
 
     rgb: np.ndarray
     luma: np.ndarray
     ok: np.ndarray
+    inside: np.ndarray  # bool: the place lies inside the neighbour's picture at all
 
     def colour(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Float32 (n, 3) colours at the pixels (ys, xs)."""
@@ -167,15 +168,21 @@ class Aligner:
 
     def to_full(
         self, small_map: np.ndarray, ok: np.ndarray, shape: tuple[int, ...]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """A small-grid map as a full-resolution remap map (H, W, 2) and its bool trust."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A small-grid map as a full-resolution remap map (H, W, 2), its bool trust, and
+        where it points inside the other picture."""
         h, w = shape[:2]
         sh, sw = small_map.shape[:2]
         disp = (small_map - self.grid(sw, sh)) * np.float32([w / sw, h / sh])
         disp = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
         disp += self.grid(w, h)
-        trust = cv2.resize(ok.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        return disp, trust.view(bool)
+        inside = (small_map[..., 0] >= -0.5) & (small_map[..., 0] <= sw - 0.5)
+        inside &= (small_map[..., 1] >= -0.5) & (small_map[..., 1] <= sh - 0.5)
+        masks = [
+            cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
+            for m in (ok, inside)
+        ]
+        return disp, masks[0], masks[1]
 
 
 def compose(

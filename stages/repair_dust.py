@@ -50,8 +50,8 @@ RING_MAX_ODD_SPECK = 0.5
 # disagree with the neighbours: more is a moving area the flow does not follow.
 BUSY_RADIUS = 0.025
 BUSY_MAX_ODD = 0.2
-# ... for blobs of at least this many pixels: a wrong small patch costs little, a wrong
-# large one shows (a piece of a limb pasted over).
+# ... for blobs of at least this many pixels (up to 480 lines; above, scaled with the area): a wrong
+# small patch costs little, a wrong large one shows (a piece of a limb pasted over).
 BUSY_MIN_AREA = 30
 # Blur (px) before comparing: thins the grain more than it dims a speck.
 PRE_SIGMA = 0.6
@@ -100,6 +100,7 @@ def find_and_remove(
     keep[0] = False
     kept = 0
     big = max_size + 2  # the light blur spreads a speck by about a pixel each way
+    large = round(BUSY_MIN_AREA * max(1.0, luma.shape[0] / 480) ** 2)
     both_sides = any(k < 0 for k in neighbours) and any(k > 0 for k in neighbours)
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
@@ -107,10 +108,10 @@ def find_and_remove(
             keep[i] = False  # too large for a speck: a change of the picture
         elif (
             both_sides
-            and area >= BUSY_MIN_AREA
+            and area >= large
             and _one_sided(pair_of, labels, i, (x, y, w, h), neighbours)
             or (
-                _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, busy)
+                _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, busy, large)
                 or _found_nearby(
                     luma, neighbours, (x, y, w, h), max(2, round(NEARBY_SEARCH * search))
                 )
@@ -257,6 +258,7 @@ def _in_motion(
     contrast: np.ndarray,
     threshold: np.ndarray,
     busy: np.ndarray,
+    large: int,
 ) -> bool:
     """Whether the blob's surroundings (a ring 2-4 px out) disagree with the neighbours
     too: a speck sits on a picture that the neighbours show unchanged; the changing
@@ -275,13 +277,13 @@ def _in_motion(
     ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
     if not ring.any():
         return False
-    if int(blob.sum()) >= BUSY_MIN_AREA and _busy(busy, box, h, w):
+    if int(blob.sum()) >= large and _busy(busy, box, h, w):
         return True
     frac = float(odd[y0:y1, x0:x1][ring].mean())
     if frac <= RING_MAX_ODD:
         return False
     area = int(blob.sum())
-    if frac > RING_MAX_ODD_SPECK or area >= BUSY_MIN_AREA:
+    if frac > RING_MAX_ODD_SPECK or area >= large:
         return True  # a large wrong patch shows: only small specks get the benefit
     compact = area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
     strong = contrast[y0:y1, x0:x1][blob] >= 2 * threshold[y0:y1, x0:x1][blob].astype(np.int16)
@@ -296,18 +298,23 @@ def _one_sided(
     neighbours: dict[int, Neighbour],
 ) -> bool:
     """Whether the blob was found by a pair from one side only (see ONE_SIDED) while
-    the other side is distrusted all around it (a wide change or occlusion there, not
-    just the speck unsettling the flow at its own place)."""
+    the other side, seeing this place, is distrusted all around it (a wide change or
+    occlusion there, not just the speck unsettling the flow at its own place)."""
     h, w = labels.shape
     x, y, bw, bh = box
     found = pair_of[y : y + bh, x : x + bw][labels[y : y + bh, x : x + bw] == label]
     pairs = set((found.astype(np.int16) - 1).tolist()) & set(ONE_SIDED)
     if not pairs:
         return False
-    other = -1 if PAIRS[min(pairs)][0] > 0 else 1  # the side the pair does not look at
+    other = neighbours[-1 if PAIRS[min(pairs)][0] > 0 else 1]  # the side not looked at
     r = max(bw, bh)
     x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
-    return float(neighbours[other].ok[y0:y1, x0:x1].mean()) < 0.5
+    # where the other side does not see this place at all (the picture's edge in a
+    # pan), it knows nothing against the pair: only distrust inside it counts
+    inside = other.inside[y0:y1, x0:x1]
+    if inside.mean() < 0.5:
+        return False
+    return float(other.ok[y0:y1, x0:x1][inside].mean()) < 0.5
 
 
 def _busy(busy: np.ndarray, box: tuple[int, int, int, int], h: int, w: int) -> bool:
