@@ -46,13 +46,9 @@ VELOCITY_TOLERANCE = 0.25
 RING = 4
 RING_MAX_ODD = 0.25
 RING_MAX_ODD_SPECK = 0.5
-# Box around a blob (share of the frame width each way) of which at most BUSY_MAX_ODD may
-# disagree with the neighbours: more is a moving area the flow does not follow.
-BUSY_RADIUS = 0.025
-BUSY_MAX_ODD = 0.2
-# ... for blobs of at least this many pixels (up to 480 lines; above, scaled with the area): a wrong
-# small patch costs little, a wrong large one shows (a piece of a limb pasted over).
-BUSY_MIN_AREA = 30
+# Blobs of at least this many pixels (up to 480 lines; above, scaled with the area) are
+# "large": stricter ring, and no one-sided finding where the other side distrusts.
+LARGE_AREA = 30
 # Blur (px) before comparing: thins the grain more than it dims a speck.
 PRE_SIGMA = 0.6
 ENV_SIGMA = 1.2
@@ -95,12 +91,11 @@ def find_and_remove(
     if not core.any():
         return DustResult(image, 0, 0)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-    busy = cv2.integral(odd.view(np.uint8))
     keep = np.ones(n, bool)
     keep[0] = False
     kept = 0
     big = max_size + 2  # the light blur spreads a speck by about a pixel each way
-    large = round(BUSY_MIN_AREA * max(1.0, luma.shape[0] / 480) ** 2)
+    large = round(LARGE_AREA * max(1.0, luma.shape[0] / 480) ** 2)
     both_sides = any(k < 0 for k in neighbours) and any(k > 0 for k in neighbours)
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
@@ -111,7 +106,7 @@ def find_and_remove(
             and area >= large
             and _one_sided(pair_of, labels, i, (x, y, w, h), neighbours)
             or (
-                _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, busy, large)
+                _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, large)
                 or _found_nearby(
                     luma, neighbours, (x, y, w, h), max(2, round(NEARBY_SEARCH * search))
                 )
@@ -257,17 +252,15 @@ def _in_motion(
     odd: np.ndarray,
     contrast: np.ndarray,
     threshold: np.ndarray,
-    busy: np.ndarray,
     large: int,
 ) -> bool:
     """Whether the blob's surroundings (a ring 2-4 px out) disagree with the neighbours
     too: a speck sits on a picture that the neighbours show unchanged; the changing
-    edge of something moving does not. So does a wider box around it (see :func:`_busy`,
-    ``busy`` is the integral image of ``odd``): where much disagrees, something moves
-    that the flow does not follow, and a blob there is more likely a piece of it. A
-    speck beside a moving edge has part of its ring disagreeing: up to RING_MAX_ODD_SPECK
-    of it is allowed for a blob that looks like a speck (compact, and twice the
-    threshold's contrast), which the sliver along a moving edge does not."""
+    edge of something moving does not. A small speck (under ``large`` pixels) beside a
+    moving edge has part of its ring disagreeing: up to RING_MAX_ODD_SPECK of it is
+    allowed for a blob that looks like a speck (compact, and twice the threshold's
+    contrast), which the sliver along a moving edge does not; a large blob gets no such
+    benefit (a wrong large patch shows: a piece of a limb pasted over)."""
     h, w = labels.shape
     x, y, bw, bh = box
     r = RING
@@ -277,8 +270,6 @@ def _in_motion(
     ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
     if not ring.any():
         return False
-    if int(blob.sum()) >= large and _busy(busy, box, h, w):
-        return True
     frac = float(odd[y0:y1, x0:x1][ring].mean())
     if frac <= RING_MAX_ODD:
         return False
@@ -315,22 +306,6 @@ def _one_sided(
     if inside.mean() < 0.5:
         return False
     return float(other.ok[y0:y1, x0:x1][inside].mean()) < 0.5
-
-
-def _busy(busy: np.ndarray, box: tuple[int, int, int, int], h: int, w: int) -> bool:
-    """Whether more than BUSY_MAX_ODD of the box BUSY_RADIUS (a share of the width) around
-    the blob, less the blob's own box grown by 2 px, disagrees with the neighbours."""
-    x, y, bw, bh = box
-    r = max(8, round(BUSY_RADIUS * w))
-
-    def total(x0: int, y0: int, x1: int, y1: int) -> tuple[int, int]:
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-        n = int(busy[y1, x1] - busy[y0, x1] - busy[y1, x0] + busy[y0, x0])
-        return n, (x1 - x0) * (y1 - y0)
-
-    outer, outer_area = total(x - r, y - r, x + bw + r, y + bh + r)
-    inner, inner_area = total(x - 2, y - 2, x + bw + 2, y + bh + 2)
-    return outer - inner > BUSY_MAX_ODD * max(outer_area - inner_area, 1)
 
 
 def _found_nearby(
