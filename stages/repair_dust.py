@@ -23,9 +23,9 @@ from .repair_align import Neighbour, median_u8
 
 # Neighbour pairs in order of preference (offsets from the repaired frame).
 PAIRS = ((-1, 1), (-2, 2), (1, 2), (-1, -2))
-# Pairs from one side only (indices into PAIRS): within a scene, where the other side is
-# there but distrusted (an occlusion, a wild change), something new appearing looks like
-# a speck from one side, so there they may find only small specks.
+# Pairs from one side only (indices into PAIRS): within a scene, where the other side
+# sees the place but is distrusted all around it (a wild change, a flash), something new
+# appearing looks like a speck from one side, so there they find none.
 ONE_SIDED = (2, 3)
 # Blobs of at least this many pixels are checked for being a real moving object; smaller
 # ones are grain-sized and replacing them is harmless.
@@ -47,7 +47,7 @@ RING = 4
 RING_MAX_ODD = 0.25
 RING_MAX_ODD_SPECK = 0.5
 # Blobs of at least this many pixels (up to 480 lines; above, scaled with the area) are
-# "large": stricter ring, and no one-sided finding where the other side distrusts.
+# "large": they must have a calm ring around them.
 LARGE_AREA = 30
 # Blur (px) before comparing: thins the grain more than it dims a speck.
 PRE_SIGMA = 0.6
@@ -103,7 +103,6 @@ def find_and_remove(
             keep[i] = False  # too large for a speck: a change of the picture
         elif (
             both_sides
-            and area >= large
             and _one_sided(pair_of, labels, i, (x, y, w, h), neighbours)
             or (
                 _in_motion(labels, i, (x, y, w, h), odd, contrast, threshold, large)
@@ -226,10 +225,9 @@ def _contrast(
         dark = cv2.subtract(cv2.min(env[a][0], env[b][0]), luma)
         bright = cv2.subtract(luma, cv2.max(env[a][1], env[b][1]))
         size = cv2.max(dark, bright)  # at most one of them is above 0
-        # outside either neighbour's plain envelope by half the threshold
-        out_hi = cv2.subtract(luma, cv2.min(env[a][3], env[b][3]))
-        out_lo = cv2.subtract(cv2.max(env[a][2], env[b][2]), luma)
-        outside = cv2.compare(cv2.max(out_hi, out_lo), half, cv2.CMP_GT)
+        # outside both neighbours' plain envelopes by half the threshold: neither
+        # explains the frame there (one badly aligned neighbour does not make it odd)
+        outside = cv2.bitwise_and(_outside(luma, env[a], half), _outside(luma, env[b], half))
         # the neighbours agree: their difference is small beside the frame's
         gap = cv2.absdiff(near[a], near[b])
         agree = cv2.bitwise_or(
@@ -243,6 +241,13 @@ def _contrast(
         if not cv2.countNonZero(free):
             break
     return contrast, pair_of, odd > 0
+
+
+def _outside(luma: np.ndarray, env: tuple[np.ndarray, ...], margin: np.ndarray) -> np.ndarray:
+    """Mask (0/255) where ``luma`` lies more than ``margin`` beyond a neighbour's plain
+    envelope (``env[2:]``: its 3x3 minimum and maximum)."""
+    beyond = cv2.max(cv2.subtract(luma, env[3]), cv2.subtract(env[2], luma))
+    return cv2.compare(beyond, margin, cv2.CMP_GT)
 
 
 def _in_motion(
