@@ -24,6 +24,7 @@ as passed through unchanged. Writes ``benchmarks/results/repair_eval.json``; wit
 ``--readme`` it also rewrites the table in ``benchmarks/README.md`` from that JSON.
 
     python benchmarks/repair_eval.py [--frames 48] [--clips bear,skater] [--readme]
+    python benchmarks/repair_eval.py --table-only --readme   # the README table from the JSON
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ TARGET_MARGIN_DB = 2.0
 TARGET_DUST = 0.90
 TARGET_CLEAN_DB = 40.0
 README = REPO / "benchmarks" / "README.md"
+SPEED = REPO / "benchmarks" / "results" / "repair_speed.json"
 MARKERS = ("<!-- repair_eval table: start -->", "<!-- repair_eval table: end -->")
 
 
@@ -273,7 +275,31 @@ def markdown(report: dict) -> str:
         best = max(chains, key=chains.get)
         cells.append(f"{name} {c['methods'][OURS]['psnr']:.2f} / {chains[best]:.2f}")
     lines.append("; ".join(cells) + ".")
+    if SPEED.is_file():
+        lines += ["", *speed_lines(json.loads(SPEED.read_text()))]
     return "\n".join(lines) + "\n"
+
+
+def speed_lines(speed: dict) -> list[str]:
+    """The speed table of ``benchmarks/repair_speed.py``'s JSON."""
+    fps, lines = speed["stage_fps"], []
+    lines += [
+        f"Speed (`{speed['command']}`, {speed['clip']}, {speed['frames']} frames, "
+        f"{speed['machine']}):",
+        "",
+        "| what | fps | x the blurred pillarbox |",
+        "|---|---|---|",
+        f"| repair stage alone | {fps['repair']:.1f} | {speed['repair_over_blur_stage_fps']:.3f} |",
+        f"| `--fill blur` stage alone | {fps['blur']:.0f} | 1 |",
+    ]
+    if "cli_fps" in speed:
+        cli = speed["cli_fps"]
+        lines += [
+            f"| CLI `--repair --fill blur` | {cli['repair+blur']:.1f} | "
+            f"{speed['cli_repair_over_blur_fps']:.3f} |",
+            f"| CLI `--fill blur` | {cli['blur']:.1f} | 1 |",
+        ]
+    return lines
 
 
 def write_readme(table: str, readme: Path = README) -> None:
@@ -294,9 +320,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clips", help="comma-separated clip names (default: all)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/repair_eval.json")
     p.add_argument("--readme", action="store_true", help="rewrite the README table")
+    p.add_argument(
+        "--table-only",
+        action="store_true",
+        help="run nothing: print (and with --readme write) the table of the JSON at --out",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if args.table_only:
+        table = markdown(json.loads(args.out.read_text()))
+        print(table)
+        if args.readme:
+            write_readme(table)
+        return 0
     if args.frames < 8:
         p.error(f"--frames must be >= 8, got {args.frames}")
     names = clips(args.data)

@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--at", type=int, default=1200, help="frame number shown")
     p.add_argument("--frames", type=int, default=13, help="frames decoded around it")
     p.add_argument("--box", default="0:100:960:720", help="crop X:Y:W:H at full size")
-    p.add_argument("--zoom", type=float, default=0.5)
+    p.add_argument("--zoom", type=float, default=0.4)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/repair_popeye.png")
     args = p.parse_args(argv)
     box = tuple(int(v) for v in args.box.split(":"))
@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     top, bottom = row([a, b, difference(a, b)], args.zoom), row([d, m, a], args.zoom)
     img = np.concatenate([top, np.repeat(line, top.shape[1], axis=1), bottom], axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(
+        str(args.out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]
+    )
     print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]})")
     return 0
 

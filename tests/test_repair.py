@@ -181,6 +181,20 @@ def test_fast_small_object_survives():
     assert out[7][198:203, 248:253].max() < 200  # the speck went
 
 
+def test_raindrop_survives():
+    """A thin bright streak falling 18 px a frame (rain) is a real moving object."""
+    clean = clip(14, sprite=False)
+    frames = []
+    for t, f in enumerate(clean):
+        f = f.copy()
+        cv2.line(f, (160, 10 + 18 * t), (161, 19 + 18 * t), (245, 245, 245), 2)
+        frames.append(f)
+    out = repair(frames, RepairSettings(grain=False, flicker=False))
+    for t in range(1, 12):
+        y = 10 + 18 * t
+        assert out[t][y + 2 : y + 8, 160:162].min() > 200, f"raindrop lost in frame {t}"
+
+
 def test_dust_on_a_moving_sprite_background_kept_sprite():
     """The flow follows the sprite (it moves on its own against the pan); a speck on the
     background next to it goes, the sprite's outline stays."""
