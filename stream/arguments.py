@@ -20,6 +20,7 @@ examples:
   remaster in.mkv out.mkv --process-order outpaint,upscale,interpolate --upscale 2 --interpolate 2
   remaster film.mkv out.mkv --workers 4          one film over 4 Ray workers, same output
   remaster batch 'season1/*.mkv' -o out/         every episode (see remaster batch --help)
+  remaster old.mkv new.mp4 --repair              repair dust, scratches, flicker, grain; widen
 
 The output keeps the input's height and audio, subtitle and data streams (copied, not
 re-encoded), each frame's timestamp, and the colour tags. stdout carries only video;
@@ -287,6 +288,7 @@ def build_parser(batch: bool = False) -> argparse.ArgumentParser:
         default=default.upscale_model,
         help="auto: Real-ESRGAN animevideov3 when installed, else Lanczos",
     )
+    _repair_arguments(p)
     enc = p.add_argument_group("output encoding")
     enc.add_argument(
         "-f",
@@ -326,3 +328,51 @@ def build_parser(batch: bool = False) -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")
     out.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
     return p
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _repair_arguments(p: argparse.ArgumentParser) -> None:
+    """The old-film repair options (defaults: the repair stage's own)."""
+    from stages.repair import RepairSettings
+    from stream.options import REPAIR_PARTS
+
+    default = RepairSettings()
+    rp = p.add_argument_group("old-film repair (--repair)")
+    rp.add_argument(
+        "--repair",
+        action="store_true",
+        help="repair old film before anything else: dust and dirt, vertical scratches, "
+        "brightness flicker and grain, from each frame's motion-compensated neighbours "
+        "(never across a cut)",
+    )
+    rp.add_argument(
+        "--repair-skip",
+        type=_parts,
+        default=(),
+        metavar="PARTS",
+        help=f"parts of the repair left out, any of {','.join(REPAIR_PARTS)}",
+    )
+    rp.add_argument(
+        "--grain-strength",
+        type=float,
+        metavar="S",
+        help="how much difference between aligned frames still counts as grain and is "
+        f"averaged out (0: none; default {default.grain_strength})",
+    )
+    rp.add_argument(
+        "--dust-threshold",
+        type=float,
+        metavar="K",
+        help="a speck must differ from its neighbours by K times the grain's sigma "
+        f"(default {default.dust_threshold}; lower finds fainter dust, risks more)",
+    )
+    rp.add_argument(
+        "--flicker-radius",
+        type=int,
+        metavar="N",
+        help="frames either side whose brightness trend a frame is brought to "
+        f"(default {default.flicker_radius})",
+    )

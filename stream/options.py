@@ -30,6 +30,9 @@ INTERP_MODELS = ("auto", "rife", "dis", "blend")
 UPSCALE_MODELS = ("auto", "esrgan", "lanczos")
 UPSCALE_FACTORS = (2, 3, 4)
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+REPAIR_PARTS = ("dust", "scratches", "flicker", "grain")
+# Options tuning the repair stage: field of Options -> field of RepairSettings
+REPAIR_TUNING = ("grain_strength", "dust_threshold", "flicker_radius")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,12 @@ class Options:
     interp_model: str = "auto"
     upscale: int | None = None
     upscale_model: str = "auto"
+    # old-film repair (None: the repair stage's own default)
+    repair: bool = False
+    repair_skip: tuple[str, ...] = ()  # parts left out: dust, scratches, flicker, grain
+    grain_strength: float | None = None
+    dust_threshold: float | None = None
+    flicker_radius: int | None = None
     # video encoder
     codec: str | None = None
     crf: int | None = None
@@ -83,6 +92,7 @@ class Options:
     def __post_init__(self) -> None:
         if self.process_order is not None:
             object.__setattr__(self, "process_order", tuple(self.process_order))
+        object.__setattr__(self, "repair_skip", tuple(self.repair_skip))
         object.__setattr__(self, "encoder_opt", tuple(tuple(kv) for kv in self.encoder_opt))
         self._check()
 
@@ -101,6 +111,14 @@ class Options:
     def target_aspect(self) -> Fraction:
         """The output's aspect ratio: from ``size`` when given, else ``aspect``."""
         return Fraction(*self.size) if self.size else self.aspect
+
+    def repair_settings(self):
+        """The repair stage's settings (a ``stages.repair.RepairSettings``) these options
+        give: its defaults, less the parts skipped, with what was tuned."""
+        from stages.repair import RepairSettings
+
+        tuned = {k: getattr(self, k) for k in REPAIR_TUNING if getattr(self, k) is not None}
+        return RepairSettings(**{part: False for part in self.repair_skip}, **tuned)
 
     def order(self) -> tuple[str, ...]:
         """Names of the stages in the order they run (the default: registration order)."""
@@ -161,6 +179,7 @@ class Options:
             raise bad("--fps", "must be positive", str(self.fps))
         if self.upscale is not None and self.upscale not in UPSCALE_FACTORS:
             raise bad("--upscale", "must be 2, 3 or 4", self.upscale)
+        self._check_repair()
         order = self.order()
         unknown = [n for n in order if n not in STAGES]
         if unknown or len(set(order)) != len(order) or not order:
@@ -175,6 +194,24 @@ class Options:
                     f"{entry.option} asks for the {name} stage, but --process-order "
                     f"{','.join(order)} leaves it out; add {name} to it"
                 )
+
+    def _check_repair(self) -> None:
+        """The repair options: known parts, values the repair stage takes, and only with
+        ``--repair``."""
+        bad_parts = [p for p in self.repair_skip if p not in REPAIR_PARTS]
+        if bad_parts or len(set(self.repair_skip)) != len(self.repair_skip):
+            raise UsageError(
+                f"--repair-skip must list some of {','.join(REPAIR_PARTS)} once each, "
+                f"got {','.join(self.repair_skip)!r}"
+            )
+        given = [k for k in REPAIR_TUNING if getattr(self, k) is not None]
+        if not self.repair and (given or self.repair_skip):
+            option = "--" + (given[0] if given else "repair_skip").replace("_", "-")
+            raise UsageError(f"{option} tunes the repair stage: add --repair")
+        try:
+            self.repair_settings()
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"--{str(err).replace('_', '-')}") from None
 
 
 def _check_crop(text: str) -> None:

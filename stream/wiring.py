@@ -72,7 +72,8 @@ def register_stage(
 
     def add(build: Callable[[Options], Stage]) -> Callable[[Options], Stage]:
         entry = StageEntry(name, help, wanted, build, option)
-        items = [(name, entry), *STAGES.items()] if first else [*STAGES.items(), (name, entry)]
+        others = [(n, e) for n, e in STAGES.items() if n != name]  # registering again replaces
+        items = [(name, entry), *others] if first else [*others, (name, entry)]
         STAGES.clear()
         STAGES.update(items)
         return build
@@ -181,6 +182,19 @@ def make_interpolator(backend: str = "auto", device: str = "auto") -> FrameInter
     from gpu.rife import RifeInterpolator, load_ifnet  # torch is imported here only
 
     return RifeInterpolator(load_ifnet(), device=resolve_device(device))
+
+
+@register_stage(
+    "repair",
+    "old-film repair: dust, scratches, flicker, grain",
+    lambda o: o.repair,
+    "--repair",
+    first=True,
+)
+def _repair(options: Options) -> Stage:
+    from stages.repair import RepairStage
+
+    return RepairStage(options.repair_settings())
 
 
 # -- fills --------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""Dust and dirt: one-frame specks found against the motion-compensated neighbours.
+
+A pixel is a defect when it differs from two aligned, trusted neighbours in the same
+direction by more than a threshold while those two agree with each other (the picture
+there is the same before and after; only this frame has something else). The pairs are
+tried in order: the frames just before and after, then two apart, then two on one side
+(where the other side is missing or distrusted: a scene's ends, occlusions). The grain's
+strength is measured per brightness band, and the comparison allows for texture that the
+flow aligns only to a pixel.
+
+A piece of picture the flow did not follow looks the same at first (a ball, a raindrop,
+a limb drawn in one frame); ``repair_specks.py`` judges each candidate blob. The specks
+left are grown into their faint rim and replaced by the mean of the pair that found them,
+with a soft edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .repair_align import Neighbour, median_u8
+from .repair_specks import PAIRS, Judge
+
+# Blur (px) before comparing: thins the grain more than it dims a speck.
+PRE_SIGMA = 0.6
+# Further blur (px) of a neighbour for the envelope a speck is judged against (its grain
+# thinned), which may lie at most a QUARTER-th of the threshold inside the plain envelope.
+ENV_SIGMA = 1.2
+QUARTER = 3
+# Brightness bins in which the grain's sigma is measured separately.
+LEVEL_BINS = 8
+
+
+@dataclass
+class DustResult:
+    """The repaired picture and what was found."""
+
+    image: np.ndarray  # uint8 RGB
+    specks: int  # blobs replaced
+    kept: int  # blobs kept as real moving objects
+
+
+def find_and_remove(
+    image: np.ndarray,
+    luma: np.ndarray,
+    neighbours: dict[int, Neighbour],
+    min_contrast: float,
+    factor: float,
+    max_size: int,
+    search: int,
+) -> DustResult:
+    """Replace one-frame specks of ``image`` (uint8 RGB, uint8 luma ``luma``) from the
+    pairs of ``neighbours`` (offset -> :class:`Neighbour`). A speck differs from both of a
+    pair by ``factor`` times the grain's sigma (after a light blur, which keeps a speck
+    and thins the grain) and at least ``min_contrast`` levels; ``max_size``: the largest
+    speck diameter in pixels; ``search``: how far (px) a moving object is looked for."""
+    smooth = _pre(luma)
+    near = {k: _pre(nb.luma) for k, nb in neighbours.items()}
+    level = near[min(near, key=lambda k: (abs(k), k))]
+    sigma = _sigma_by_level(smooth, level, near, neighbours)
+    table = np.clip(np.rint(np.maximum(min_contrast, factor * sigma)), 1, 255).astype(np.uint8)
+    threshold = cv2.LUT(level, table)
+    contrast, pair_of, odd = _contrast(smooth, near, neighbours, threshold)
+    core = cv2.compare(contrast, threshold, cv2.CMP_GT) // 255
+    if not core.any():
+        return DustResult(image, 0, 0)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    keep = np.ones(n, bool)
+    keep[0] = False
+    kept = 0
+    big = max_size + 2  # the light blur spreads a speck by about a pixel each way
+    judge = Judge(luma, labels, odd, contrast, threshold, pair_of, neighbours, search)
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if w > big or h > big or area > big * big:
+            keep[i] = False  # too large for a speck: a change of the picture
+        elif judge.is_picture(i, (x, y, w, h), area):
+            keep[i] = False
+            kept += 1
+    specks = int(keep.sum())
+    if specks == 0:
+        return DustResult(image, 0, kept)
+    core = keep[labels].astype(np.uint8)
+    # grow into the speck's faint rim (same direction, a third of the threshold), 2 px
+    weak = cv2.compare(contrast, threshold // 3, cv2.CMP_GT) // 255
+    grown = cv2.dilate(core, _ELLIPSE5) & weak | cv2.dilate(core, _SQUARE3)
+    alpha = np.maximum(grown.astype(np.float32), cv2.blur(grown.astype(np.float32), (3, 3)))
+    ys, xs = np.nonzero(alpha > 0)
+    pair = pair_of[ys, xs].astype(np.int16) - 1
+    valid = pair >= 0
+    ys, xs, pair = ys[valid], xs[valid], pair[valid]
+    out = image.copy()
+    for p, (a, b) in enumerate(PAIRS):
+        sel = pair == p
+        if not sel.any():
+            continue
+        py, px = ys[sel], xs[sel]
+        rep = 0.5 * (neighbours[a].colour(py, px) + neighbours[b].colour(py, px))
+        al = alpha[py, px][:, None]
+        mixed = out[py, px] * (1 - al) + rep * al
+        out[py, px] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return DustResult(out, specks, kept)
+
+
+def _pre(luma: np.ndarray) -> np.ndarray:
+    """The luma the comparison is made on: lightly smoothed (grain thins, a speck stays)."""
+    return cv2.GaussianBlur(luma, (0, 0), PRE_SIGMA)
+
+
+def _sigma_by_level(
+    smooth: np.ndarray, level: np.ndarray, near: dict[int, np.ndarray], nbs: dict[int, Neighbour]
+) -> np.ndarray:
+    """Sigma (levels) of the smoothed grain of one frame at each brightness 0-255: film
+    grain is stronger in some tones than others. From the median absolute difference to
+    the nearest trusted neighbours (every 3rd pixel each way) in LEVEL_BINS brightness
+    bins, interpolated between bin centres; bins with too few pixels take the overall."""
+    diffs, levels = [], []
+    for k in sorted(near, key=abs)[:2]:
+        sel = nbs[k].ok[::3, ::3]
+        if sel.sum() > 100:
+            diffs.append(cv2.absdiff(smooth[::3, ::3], near[k][::3, ::3])[sel])
+            levels.append(level[::3, ::3][sel])
+    if not diffs:
+        return np.zeros(256)
+    d, lv = np.concatenate(diffs), np.concatenate(levels)
+    overall = median_u8(d)
+    width = 256 // LEVEL_BINS
+    bins = lv // width
+    meds = np.array(
+        [
+            median_u8(d[bins == b]) if (bins == b).sum() >= 200 else overall
+            for b in range(LEVEL_BINS)
+        ]
+    )
+    centres = np.arange(LEVEL_BINS) * width + width / 2
+    return 1.4826 * np.interp(np.arange(256), centres, meds) / np.sqrt(2)
+
+
+def _contrast(
+    luma: np.ndarray,
+    near: dict[int, np.ndarray],
+    neighbours: dict[int, Neighbour],
+    threshold: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How far (uint8 levels) the frame lies beyond the first usable pair in the same
+    direction from both (0 where none is trusted or the two disagree), the index + 1 of
+    that pair (0: none trusted), and where the frame differs from either of them by half
+    the threshold (False where no pair is trusted). ``luma`` and ``near`` (the neighbours'
+    lumas) are smoothed uint8; ``threshold`` is uint8 per pixel.
+
+    The frame is compared with each neighbour's 3x3 minimum (for dark specks) and maximum
+    (bright): fine texture that the flow aligns to within a pixel then never differs.
+    Everything is uint8 masks (0/255) and saturating OpenCV arithmetic: this runs on every
+    pixel of every frame."""
+    shape = luma.shape
+    contrast = np.zeros(shape, np.uint8)
+    pair_of = np.zeros(shape, np.uint8)
+    odd = np.zeros(shape, np.uint8)
+    free = np.full(shape, 255, np.uint8)
+    ok = {k: nb.ok.view(np.uint8) * np.uint8(255) for k, nb in neighbours.items()}
+    env: dict[int, tuple[np.ndarray, ...]] = {}
+    half = threshold // 2
+    part = threshold // QUARTER
+    for p, (a, b) in enumerate(PAIRS):
+        if a not in neighbours or b not in neighbours:
+            continue
+        usable = cv2.bitwise_and(free, cv2.bitwise_and(ok[a], ok[b]))
+        if not cv2.countNonZero(usable):
+            continue
+        for k in (a, b):
+            if k not in env:
+                # a speck is judged against the neighbour's envelope with its grain thinned
+                # (the envelope of raw grain swallows a faint speck), but never more than
+                # a part of the threshold inside the plain one (texture the flow aligns
+                # only to a pixel needs that); the ring around it against the plain one
+                lo, hi = cv2.erode(near[k], _SQUARE3), cv2.dilate(near[k], _SQUARE3)
+                calm = cv2.GaussianBlur(near[k], (0, 0), ENV_SIGMA)
+                env[k] = (
+                    cv2.min(cv2.erode(calm, _SQUARE3), cv2.add(lo, part)),
+                    cv2.max(cv2.dilate(calm, _SQUARE3), cv2.subtract(hi, part)),
+                    lo,
+                    hi,
+                )
+        # saturating: how far below both minima (dark) / above both maxima (bright)
+        dark = cv2.subtract(cv2.min(env[a][0], env[b][0]), luma)
+        bright = cv2.subtract(luma, cv2.max(env[a][1], env[b][1]))
+        size = cv2.max(dark, bright)  # at most one of them is above 0
+        # outside both neighbours' plain envelopes by half the threshold: neither
+        # explains the frame there (one badly aligned neighbour does not make it odd)
+        outside = cv2.bitwise_and(_outside(luma, env[a], half), _outside(luma, env[b], half))
+        # the neighbours agree: their difference is small beside the frame's
+        gap = cv2.absdiff(near[a], near[b])
+        agree = cv2.bitwise_or(
+            cv2.compare(gap, threshold, cv2.CMP_LT),
+            cv2.compare(cv2.add(gap, gap), size, cv2.CMP_LT),
+        )
+        cv2.copyTo(size, cv2.bitwise_and(usable, agree), contrast)
+        cv2.bitwise_or(odd, cv2.bitwise_or(outside, cv2.bitwise_not(agree)), odd, mask=usable)
+        pair_of[usable > 0] = p + 1  # trusted pair: later pairs do not overrule it
+        free = cv2.bitwise_and(free, cv2.bitwise_not(usable))
+        if not cv2.countNonZero(free):
+            break
+    return contrast, pair_of, odd > 0
+
+
+def _outside(luma: np.ndarray, env: tuple[np.ndarray, ...], margin: np.ndarray) -> np.ndarray:
+    """Mask (0/255) where ``luma`` lies more than ``margin`` beyond a neighbour's plain
+    envelope (``env[2:]``: its 3x3 minimum and maximum)."""
+    beyond = cv2.max(cv2.subtract(luma, env[3]), cv2.subtract(env[2], luma))
+    return cv2.compare(beyond, margin, cv2.CMP_GT)
+
+
+_ELLIPSE5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_SQUARE3 = np.ones((3, 3), np.uint8)
