@@ -278,6 +278,8 @@ class StableDiffusionFill(HoleFill):
         todo = ~filled[ys, xs]
         if self.colour_match:
             gen = tiles.colour_match(gen, context, tiles.ring_mask(todo, ~todo, self.ring))
+            # a colour shift can leave 0..255; the next tile reads this canvas as its image
+            gen = np.clip(gen, 0, 255)
         weights = tiles.blend_weights(todo, filled[ys, xs] & ~known[ys, xs], self.feather)
         canvas[ys, xs] = context + weights[..., None] * (gen - context)
         filled[ys, xs] |= todo

@@ -162,18 +162,20 @@ def run_batch(args: argparse.Namespace, work: Any = process_input) -> int:
         limit = args.jobs or cluster.cpus(ray)
         task = ray.remote(work).options(num_cpus=1, max_retries=args.retries, retry_exceptions=True)
         running: dict[Any, BatchJob] = {}
-        with Board(ray, None, "inputs", enabled=not args.quiet) as board:
-            try:
-                while todo or running:
-                    while todo and len(running) < limit:
-                        job = replace(todo.pop(0), env=cluster.thread_env())
-                        running[task.remote(job, args, fill, board.tally)] = job
-                    ready, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_SECONDS)
-                    for ref in ready:
-                        job = running.pop(ref)
-                        outcomes[job.index] = _outcome(ray, ref, args.retries)
-                        board.segment_done()
-            except KeyboardInterrupt:
+        with (
+            Board(ray, None, "inputs", enabled=not args.quiet) as board,
+            cluster.sigint_flag() as interrupted,
+        ):
+            while (todo or running) and not interrupted.is_set():
+                while todo and len(running) < limit:
+                    job = replace(todo.pop(0), env=cluster.thread_env())
+                    running[task.remote(job, args, fill, board.tally)] = job
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_SECONDS)
+                for ref in ready:
+                    job = running.pop(ref)
+                    outcomes[job.index] = _outcome(ray, ref, args.retries)
+                    board.segment_done()
+            if interrupted.is_set():
                 _cancel(ray, running)
                 for job in [*running.values(), *todo]:
                     outcomes[job.index] = Outcome("cancelled", note="interrupted")

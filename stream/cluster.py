@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +105,23 @@ def connect(address: str | None, cpus: int | None = None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def sigint_flag() -> Iterator[threading.Event]:
+    """An event that Ctrl-C sets while inside, in place of a KeyboardInterrupt: one raised
+    inside Ray's own wait can be lost or come out as a SystemError (seen with Ray 2.60
+    on a loaded machine), so a driver loop checks this flag between its short waits.
+    Off the main thread (no signal handler can be set there) the flag is never set."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cpus(ray: Any) -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import io
 import os
 import signal
 import subprocess
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -214,6 +217,18 @@ def ten_seconds() -> tuple[bytes, list[int]]:
     return data, ends
 
 
+def pipe_drained(fd: int, timeout: float) -> None:
+    """Wait until the pipe at ``fd`` holds no unread bytes (Linux FIONREAD)."""
+    deadline = time.monotonic() + timeout
+    left = array.array("i", [1])
+    while time.monotonic() < deadline:
+        fcntl.ioctl(fd, termios.FIONREAD, left)
+        if left[0] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{left[0]} bytes still unread in the pipe after {timeout} s")
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 @pytest.mark.parametrize("sent", [54, 216])  # inside the first scene; near the end
 def test_ctrl_c_keeps_every_frame_read_and_no_audio_past_the_video(
@@ -231,11 +246,15 @@ def test_ctrl_c_keeps_every_frame_read_and_no_audio_past_the_video(
     )
     err: list[bytes] = []
     running = threading.Event()
+    whole_scenes = sent // 60  # each is taken by a stage before the last one is read
 
     def read_stderr() -> None:
+        chain, fits = False, 0
         for line in proc.stderr:
             err.append(line)
-            if b"chain running" in line:
+            chain |= b"chain running" in line
+            fits += b"window fit" in line  # a stage took a scene
+            if chain and fits >= whole_scenes:
                 running.set()
 
     reader = threading.Thread(target=read_stderr)
@@ -243,7 +262,9 @@ def test_ctrl_c_keeps_every_frame_read_and_no_audio_past_the_video(
     proc.stdin.write(data[: ends[sent - 1]])  # returns once the pipe took all but 64 KiB
     proc.stdin.flush()
     assert running.wait(120), b"".join(err).decode()
-    time.sleep(2)  # the rest of what was sent is decoded
+    # nothing holds the last scene back now: it is read, then decoded
+    pipe_drained(proc.stdin.fileno(), 120)
+    time.sleep(2)
     proc.send_signal(signal.SIGINT)
     if sent > 100:
         time.sleep(0.5)
@@ -256,6 +277,6 @@ def test_ctrl_c_keeps_every_frame_read_and_no_audio_past_the_video(
     assert code == 130, stderr.decode()
     assert b"Traceback" not in stderr and b"interrupted" in stderr
     got = probe(out)
-    assert sent - 2 <= len(got.video_pts) <= sent
+    assert sent - 2 <= len(got.video_pts) <= sent, stderr.decode()
     video_end = float(got.video_pts[-1] * got.time_base) + 1 / 24
     assert video_end - 0.1 <= got.audio_seconds <= video_end + 0.025
