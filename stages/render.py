@@ -4,10 +4,11 @@ frame's own pixels for the rest (:mod:`stages.fallback`), and the film gate insi
 picture covered in both (:class:`stages.gate.GatePatch`).
 
 Each side is then blended with the previous frame's side warped into the current view
-(:func:`follow`, within a part): what is rendered from a fixed panorama moves with the
-camera anyway, so this only damps what changes from frame to frame for other reasons
-(the per-frame colour match, resampling shimmer, the seam's mirror, the fallback's own
-fill), the temporal flicker that a viewer sees in the sides."""
+(:func:`follow`, within a part), as far as both frames' panorama weights allow (a frame
+whose registration cannot be trusted cannot be related to the one before either): what
+is rendered from a fixed panorama moves with the camera anyway, so this only damps what
+changes from frame to frame for other reasons (the per-frame colour match, resampling
+shimmer, the seam's mirror), the temporal flicker that a viewer sees in the sides."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class Renderer:
         weights = registration * self.confidence.agreement(np.array(shares))
         ox, w = render.offset, render.in_width
         sides = [(0, ox), (ox + w, render.out_width)]
-        previous: tuple[np.ndarray, np.ndarray] | None = None  # output and view
+        previous: tuple[np.ndarray, np.ndarray, float] | None = None  # output, view, weight
         for frame, view, weight in zip(frames, views, weights, strict=True):
             out = None
             if weight > WEIGHT_EPS:
@@ -100,8 +101,11 @@ class Renderer:
                 out = self._blend(out, self.own.render(frame, gate), float(weight), gate)
             assert out is not None
             if previous is not None:
-                follow(out, previous[0], np.linalg.inv(previous[1]) @ view, sides)
-            previous = out.copy(), view  # the caller may change what it is given
+                trust = min(float(weight), previous[2])
+                if trust > WEIGHT_EPS:
+                    to_previous = np.linalg.inv(previous[1]) @ view
+                    follow(out, previous[0], to_previous, sides, 1 - (1 - FOLLOW) * trust)
+            previous = out.copy(), view, float(weight)  # the caller may change what it gets
             yield out
 
     def _blend(
