@@ -8,9 +8,10 @@ Each side is then blended with the previous frame's side warped into the current
 whose registration cannot be trusted cannot be related to the one before either): what
 is rendered from a fixed panorama moves with the camera anyway, so this only damps what
 changes from frame to frame for other reasons (the per-frame colour match's local
-changes, resampling shimmer, the seam's mirror), the temporal flicker that a viewer sees
-in the sides. Each side's mean colour stays the current rendering's, so film flicker and
-exposure changes still pass at once."""
+changes, resampling shimmer), the temporal flicker that a viewer sees in the sides; the
+seam's cross-fade with the mirrored original is left as rendered, so a character at the
+frame edge still dissolves outwards at once. Each side's mean colour stays the current
+rendering's, so film flicker and exposure changes still pass at once."""
 
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ class Renderer:
         ]
         weights = registration * self.confidence.agreement(np.array(shares))
         ox, w = render.offset, render.in_width
-        sides = [(0, ox), (ox + w, render.out_width)]
+        # not the seam's cross-fade: the original mirrored there follows the picture itself
+        sides = [(0, ox - render.fade), (ox + w + render.fade, render.out_width)]
         previous: tuple[np.ndarray, np.ndarray, float] | None = None  # output, view, weight
         for frame, view, weight in zip(frames, views, weights, strict=True):
             out = None
