@@ -1,0 +1,113 @@
+"""The sides follow the previous frame's (stages.render.follow): detail is damped over time
+where the registration is trusted, the colour stays the current frame's, the centre is
+never touched. Synthetic frames and clips."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from stages import render
+from stages.base import VideoInfo, Window, widened_width
+from stages.outpaint import PanoramaOutpaint
+from stages.render import FOLLOW, follow
+from tests.synthetic import panning_clip
+
+W, H = 160, 120
+OUT_W = widened_width(W, H, Fraction(16, 9))
+OX = (OUT_W - W) // 2
+SIDES = [(0, OX), (OX + W, OUT_W)]
+
+
+def noise(seed: int, shape: tuple[int, ...] = (40, 100, 3)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(60, 200, shape).astype(np.uint8)
+
+
+def test_follow_blends_the_sides_towards_the_previous_frame_and_leaves_the_centre():
+    out, previous = noise(0), noise(1)
+    before = out.copy()
+    sides = [(0, 20), (80, 100)]
+    follow(out, previous, np.eye(3), sides)
+    assert np.array_equal(out[:, 20:80], before[:, 20:80])
+    for c0, c1 in sides:
+        want = FOLLOW * before[:, c0:c1].astype(float) + (1 - FOLLOW) * previous[:, c0:c1]
+        want += before[:, c0:c1].mean((0, 1)) - want.mean((0, 1))  # the mean stays out's
+        assert np.abs(out[:, c0:c1] - want).max() <= 1.0
+
+
+def test_follow_keeps_the_current_mean_colour():
+    """A film-flicker step (the whole previous frame 40 levels darker): the side keeps the
+    current frame's level, only its detail comes partly from the previous frame."""
+    out = noise(2)
+    previous = cv2.subtract(out, (40, 40, 40, 0))
+    before = out.copy()
+    follow(out, previous, np.eye(3), [(0, 20), (80, 100)])
+    for cols in (slice(0, 20), slice(80, 100)):
+        assert np.abs(out[:, cols].mean((0, 1)) - before[:, cols].mean((0, 1))).max() < 0.5
+
+
+def test_follow_leaves_what_the_previous_frame_did_not_cover():
+    out, previous = noise(3), noise(4)
+    before = out.copy()
+    shift = np.array([[1.0, 0, 30], [0, 1, 0], [0, 0, 1]])  # this frame's x -> x + 30 there
+    follow(out, previous, shift, [(0, 20), (80, 100)])
+    assert np.array_equal(out[:, 80:], before[:, 80:])  # maps past the previous frame
+    assert not np.array_equal(out[:, :20], before[:, :20])
+
+
+def widen(frames: list[np.ndarray]) -> list[np.ndarray]:
+    st = PanoramaOutpaint(Fraction(16, 9))
+    st.configure(VideoInfo(W, H, Fraction(1, 24)))
+    out = [f.image for f in st.process(Window(frames, list(range(len(frames))), 0))]
+    st.close()
+    return out
+
+
+def side_tde(out: list[np.ndarray], truth: list[np.ndarray]) -> float:
+    """Mean |(o_t - o_t-1) - (g_t - g_t-1)| over the side columns."""
+    o = np.stack([np.concatenate([f[:, :OX], f[:, OX + W :]], 1) for f in out]).astype(int)
+    g = np.stack([np.concatenate([f[:, :OX], f[:, OX + W :]], 1) for f in truth]).astype(int)
+    return float(np.abs(np.diff(o, axis=0) - np.diff(g, axis=0)).mean())
+
+
+def grainy_pan() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A pan over a textured background with independent grain in every frame, and the
+    wide frames it was cut from (clean)."""
+    clip = panning_clip(n=32, pan=2.0, with_sprite=True, seed=11)
+    rng = np.random.default_rng(5)
+    frames = [np.clip(f + rng.normal(0, 6, f.shape), 0, 255).astype(np.uint8) for f in clip.frames]
+    truth = []
+    for x0, y0 in clip.offsets:
+        m = np.float32([[1, 0, x0 - OX], [0, 1, y0]])
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        truth.append(cv2.warpAffine(clip.background, m, (OUT_W, H), flags=flags))
+    return frames, truth
+
+
+def test_following_lowers_the_temporal_error_of_the_sides(monkeypatch: pytest.MonkeyPatch):
+    frames, truth = grainy_pan()
+    followed = widen(frames)
+    monkeypatch.setattr(render, "FOLLOW", 1.0)
+    alone = widen(frames)
+    for a, b, f in zip(followed, alone, frames, strict=True):
+        assert np.array_equal(a[:, OX : OX + W], f) and np.array_equal(b[:, OX : OX + W], f)
+    assert side_tde(followed, truth) < 0.99 * side_tde(alone, truth)
+
+
+def test_film_flicker_passes_into_the_sides_at_once():
+    """Every other frame 20 levels brighter: the sides step with the picture."""
+    frames = [
+        cv2.add(f, (20, 20, 20, 0)) if i % 2 else f
+        for i, f in enumerate(panning_clip(n=32, pan=2.0, with_sprite=False, seed=12).frames)
+    ]
+    out = widen(frames)
+    for i in range(9, 31):
+        step_centre = float(out[i][:, OX : OX + W].mean()) - float(
+            out[i - 1][:, OX : OX + W].mean()
+        )
+        step_side = float(out[i][:, :OX].mean()) - float(out[i - 1][:, :OX].mean())
+        assert abs(step_side - step_centre) < 0.25 * abs(step_centre), f"frame {i}"
