@@ -194,6 +194,37 @@ def compose(
     return ac, ab_ok & (ok_c > 0.99)
 
 
+def fill_holes(
+    small_map: np.ndarray, ok: np.ndarray, grid: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The map with its small distrusted holes (at most ``size`` small pixels across)
+    filled from the trusted motion around them, and trusted where that lands inside the
+    other picture: a speck of the frame unsettles the flow at its own place (the
+    neighbour has nothing to match it), while the picture under it moves as around it.
+    Something that moves on its own there is then told by the dust stage's judgement."""
+    hole = (~ok).view(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole, connectivity=8)
+    if n <= 1:
+        return small_map, ok
+    h, w = ok.shape
+    x, y, bw, bh = (stats[:, i] for i in range(4))
+    small = (bw <= size) & (bh <= size)
+    small[0] = False  # label 0: the trusted pixels
+    if not small.any():
+        return small_map, ok
+    fill = small[labels]
+    weight = ok.astype(np.float32)
+    disp = (small_map - grid) * weight[..., None]
+    sigma = max(1.0, size / 2)
+    num = cv2.GaussianBlur(disp, (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    out = small_map.copy()
+    out[fill] = grid[fill] + num[fill] / np.maximum(den[fill], 1e-3)[:, None]
+    fill &= (out[..., 0] >= 0) & (out[..., 0] <= w - 1) & (out[..., 1] >= 0)
+    fill &= (out[..., 1] <= h - 1) & (den > 1e-3)
+    return out, ok | fill
+
+
 def warp(image: np.ndarray, full_map: np.ndarray) -> np.ndarray:
     """``image`` sampled at ``full_map`` (bilinear; edges replicated: they are untrusted).
     The map is converted to fixed point first, which makes the remap about twice as fast."""
