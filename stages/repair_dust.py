@@ -25,7 +25,7 @@ from .repair_align import Neighbour, median_u8
 from .repair_specks import PAIRS, Judge
 
 # Blur (px) before comparing: thins the grain more than it dims a speck.
-PRE_SIGMA = 0.6
+PRE_SIGMA = 0.4
 # Further blur (px) of a neighbour for the envelope a speck is judged against (its grain
 # thinned), which may lie at most a QUARTER-th of the threshold inside the plain envelope.
 ENV_SIGMA = 1.2
