@@ -55,7 +55,7 @@ class RepairSettings:
     flicker: bool = True
     grain: bool = True
     grain_strength: float = 1.0  # 0: no averaging; larger: averages larger differences
-    dust_threshold: float = 4.0  # a speck differs by this many (smoothed) grain sigmas ...
+    dust_threshold: float = 3.0  # a speck differs by this many (smoothed) grain sigmas ...
     dust_min_contrast: float = 12.0  # ... and at least this many levels
     dust_max_size: float = 0.05  # largest speck diameter, fraction of the height
     dust_search: float = 0.06  # how far a fast real object is looked for, of the width
