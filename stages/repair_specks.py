@@ -79,6 +79,19 @@ class Judge:
         nbs = self.neighbours
         self.both_sides = any(k < 0 for k in nbs) and any(k > 0 for k in nbs)
 
+    def pixels_in_motion(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """:func:`in_motion` for one-pixel blobs at (``ys``, ``xs``), all at once (bool per
+        blob). Only the ring judges them: matching one pixel's surroundings elsewhere
+        tells little, and grain makes hundreds of them a frame."""
+        h, w = self.odd.shape
+        yy = np.clip(ys[:, None] + _RING_DY[None, :], -1, h)
+        xx = np.clip(xs[:, None] + _RING_DX[None, :], -1, w)
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        odd = self.odd[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)] & inside
+        frac = odd.sum(axis=1) / np.maximum(inside.sum(axis=1), 1)
+        strong = self.contrast[ys, xs] >= 2 * self.threshold[ys, xs].astype(np.int16)
+        return (frac > RING_MAX_ODD) & ((frac > RING_MAX_ODD_SPECK) | ~strong)
+
     def is_picture(self, label: int, box: tuple[int, int, int, int], area: int) -> bool:
         """Whether the candidate blob ``label`` (bounding ``box``, ``area`` px) is a piece
         of the picture rather than a speck (see the module docstring)."""
@@ -255,3 +268,7 @@ def moving_object(
 
 _RING_OUT = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RING + 1, 2 * RING + 1))
 _SQUARE3 = np.ones((3, 3), np.uint8)
+# the ring of a one-pixel blob: offsets in the ellipse, outside the 3x3 square
+_RING_DY, _RING_DX = (
+    v - RING for v in np.nonzero(_RING_OUT & ~np.pad(_SQUARE3, RING - 1).astype(bool))
+)
