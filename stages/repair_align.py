@@ -7,7 +7,9 @@ global camera motion first (corners tracked with pyramidal Lucas-Kanade, a robus
 characters that move on their own are followed too. Both directions are computed; a
 pixel is trusted where the backward and forward flows undo each other (an occlusion or
 a failed match does not) and it lands inside the other frame. Maps to the frames two
-apart are the two one-frame maps composed, trusted where both steps are.
+apart are the two one-frame maps composed, trusted where both steps are. Small holes of
+distrust (a speck unsettles the flow at its own place) are filled from the motion
+around them (:func:`fill_holes`).
 
 Maps are ``(h, w, 2)`` float32 arrays on the small grid: for each small pixel of frame
 A, its (x, y) position in frame B's small grid.
@@ -212,17 +214,24 @@ def fill_holes(
     small[0] = False  # label 0: the trusted pixels
     if not small.any():
         return small_map, ok
-    fill = small[labels]
-    weight = ok.astype(np.float32)
-    disp = (small_map - grid) * weight[..., None]
-    sigma = max(1.0, size / 2)
-    num = cv2.GaussianBlur(disp, (0, 0), sigma)
-    den = cv2.GaussianBlur(weight, (0, 0), sigma)
     out = small_map.copy()
-    out[fill] = grid[fill] + num[fill] / np.maximum(den[fill], 1e-3)[:, None]
-    fill &= (out[..., 0] >= 0) & (out[..., 0] <= w - 1) & (out[..., 1] >= 0)
-    fill &= (out[..., 1] <= h - 1) & (den > 1e-3)
-    return out, ok | fill
+    trusted = ok.copy()
+    weight = ok.astype(np.float32)
+    sigma = max(1.0, size / 2)
+    m = 2 * size  # the surroundings the motion is taken from
+    for i in np.flatnonzero(small):
+        x0, y0 = max(0, int(x[i]) - m), max(0, int(y[i]) - m)
+        x1, y1 = min(w, int(x[i] + bw[i]) + m), min(h, int(y[i] + bh[i]) + m)
+        hole = labels[y0:y1, x0:x1] == i
+        g, wt = grid[y0:y1, x0:x1], weight[y0:y1, x0:x1]
+        num = cv2.GaussianBlur((small_map[y0:y1, x0:x1] - g) * wt[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(wt, (0, 0), sigma)
+        there = g[hole] + num[hole] / np.maximum(den[hole], 1e-3)[:, None]
+        land = (there[:, 0] >= 0) & (there[:, 0] <= w - 1) & (there[:, 1] >= 0)
+        land &= (there[:, 1] <= h - 1) & (den[hole] > 1e-3)
+        out[y0:y1, x0:x1][hole] = there
+        trusted[y0:y1, x0:x1][hole] = land
+    return out, trusted
 
 
 def warp(image: np.ndarray, full_map: np.ndarray) -> np.ndarray:
