@@ -29,7 +29,7 @@ import numpy as np
 
 from . import repair_dust, repair_flicker, repair_grain, repair_scratch
 from .base import Frame, Stage, VideoInfo, Window
-from .repair_align import Aligner, Link, Neighbour, Small, compose, warp
+from .repair_align import Aligner, Link, Neighbour, Small, compose, fill_holes, warp
 from .repair_flicker import Level
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ OFFSETS = (-2, -1, 1, 2)
 # Largest luma spread (levels) of the trusted neighbours at a scratch pixel for their
 # mean to replace the fill from the sides.
 SCRATCH_AGREE = 12.0
+# Largest distrusted hole in a neighbour's flow that is filled from around it, in largest
+# speck diameters (a speck unsettles the flow a little beyond itself).
+HOLE_SPECKS = 2.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class RepairSettings:
     flicker: bool = True
     grain: bool = True
     grain_strength: float = 1.0  # 0: no averaging; larger: averages larger differences
-    dust_threshold: float = 4.0  # a speck differs by this many (smoothed) grain sigmas ...
+    dust_threshold: float = 3.0  # a speck differs by this many (smoothed) grain sigmas ...
     dust_min_contrast: float = 12.0  # ... and at least this many levels
     dust_max_size: float = 0.05  # largest speck diameter, fraction of the height
     dust_search: float = 0.06  # how far a fast real object is looked for, of the width
@@ -225,12 +228,15 @@ class RepairStage(Stage):
     # -- the repair of one frame, four frames later -------------------------------------
     def _neighbours(self, c: int) -> dict[int, Neighbour]:
         slot = self._slots[c]
+        # largest hole in the flow (small px) a speck of this frame makes: twice the speck
+        holes = max(2, round(HOLE_SPECKS * self.settings.dust_max_size * slot.small.gray.shape[0]))
         out = {}
         for o in OFFSETS:
             other = self._slots.get(c + o)
             if other is None:
                 continue
             smap, ok = self._small_map(c, o)
+            smap, ok = fill_holes(smap, ok, self._aligner.grid(*ok.shape[::-1]), holes)
             full, trust, inside = self._aligner.to_full(smap, ok, slot.image.shape)
             rgb = warp(other.image, full)
             if not repair_flicker.is_identity(other.norm, slot.norm):

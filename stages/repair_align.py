@@ -7,7 +7,9 @@ global camera motion first (corners tracked with pyramidal Lucas-Kanade, a robus
 characters that move on their own are followed too. Both directions are computed; a
 pixel is trusted where the backward and forward flows undo each other (an occlusion or
 a failed match does not) and it lands inside the other frame. Maps to the frames two
-apart are the two one-frame maps composed, trusted where both steps are.
+apart are the two one-frame maps composed, trusted where both steps are. Small holes of
+distrust (a speck unsettles the flow at its own place) are filled from the motion
+around them (:func:`fill_holes`).
 
 Maps are ``(h, w, 2)`` float32 arrays on the small grid: for each small pixel of frame
 A, its (x, y) position in frame B's small grid.
@@ -192,6 +194,44 @@ def compose(
     ac = cv2.remap(bc, ab, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     ok_c = cv2.remap(bc_ok.astype(np.float32), ab, None, cv2.INTER_LINEAR, borderValue=0.0)
     return ac, ab_ok & (ok_c > 0.99)
+
+
+def fill_holes(
+    small_map: np.ndarray, ok: np.ndarray, grid: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The map with its small distrusted holes (at most ``size`` small pixels across)
+    filled from the trusted motion around them, and trusted where that lands inside the
+    other picture: a speck of the frame unsettles the flow at its own place (the
+    neighbour has nothing to match it), while the picture under it moves as around it.
+    Something that moves on its own there is then told by the dust stage's judgement."""
+    hole = (~ok).view(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole, connectivity=8)
+    if n <= 1:
+        return small_map, ok
+    h, w = ok.shape
+    x, y, bw, bh = (stats[:, i] for i in range(4))
+    small = (bw <= size) & (bh <= size)
+    small[0] = False  # label 0: the trusted pixels
+    if not small.any():
+        return small_map, ok
+    out = small_map.copy()
+    trusted = ok.copy()
+    weight = ok.astype(np.float32)
+    sigma = max(1.0, size / 2)
+    m = 2 * size  # the surroundings the motion is taken from
+    for i in np.flatnonzero(small):
+        x0, y0 = max(0, int(x[i]) - m), max(0, int(y[i]) - m)
+        x1, y1 = min(w, int(x[i] + bw[i]) + m), min(h, int(y[i] + bh[i]) + m)
+        hole = labels[y0:y1, x0:x1] == i
+        g, wt = grid[y0:y1, x0:x1], weight[y0:y1, x0:x1]
+        num = cv2.GaussianBlur((small_map[y0:y1, x0:x1] - g) * wt[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(wt, (0, 0), sigma)
+        there = g[hole] + num[hole] / np.maximum(den[hole], 1e-3)[:, None]
+        land = (there[:, 0] >= 0) & (there[:, 0] <= w - 1) & (there[:, 1] >= 0)
+        land &= (there[:, 1] <= h - 1) & (den[hole] > 1e-3)
+        out[y0:y1, x0:x1][hole] = there
+        trusted[y0:y1, x0:x1][hole] = land
+    return out, trusted
 
 
 def warp(image: np.ndarray, full_map: np.ndarray) -> np.ndarray:

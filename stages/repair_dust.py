@@ -25,7 +25,7 @@ from .repair_align import Neighbour, median_u8
 from .repair_specks import PAIRS, Judge
 
 # Blur (px) before comparing: thins the grain more than it dims a speck.
-PRE_SIGMA = 0.6
+PRE_SIGMA = 0.4
 # Further blur (px) of a neighbour for the envelope a speck is judged against (its grain
 # thinned), which may lie at most a QUARTER-th of the threshold inside the plain envelope.
 ENV_SIGMA = 1.2
@@ -70,10 +70,17 @@ def find_and_remove(
     n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
     keep = np.ones(n, bool)
     keep[0] = False
-    kept = 0
     big = max_size + 2  # the light blur spreads a speck by about a pixel each way
     judge = Judge(luma, labels, odd, contrast, threshold, pair_of, neighbours, search)
-    for i in range(1, n):
+    # one-pixel blobs (grain makes hundreds a frame) are judged all at once by their ring
+    one = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] == 1)
+    one = one[one > 0]
+    picture = judge.pixels_in_motion(stats[one, cv2.CC_STAT_TOP], stats[one, cv2.CC_STAT_LEFT])
+    keep[one[picture]] = False
+    kept = int(picture.sum())
+    single = np.zeros(n, bool)
+    single[one] = True
+    for i in np.flatnonzero(keep & ~single):
         x, y, w, h, area = (int(v) for v in stats[i])
         if w > big or h > big or area > big * big:
             keep[i] = False  # too large for a speck: a change of the picture

@@ -4,7 +4,9 @@ A blob that differs from both aligned neighbours of a pair in the same direction
 speck only if nothing says it is a piece of the picture that the flow failed to follow:
 
 - its surroundings disagree with the neighbours too (:func:`in_motion`, a ring 2-4 px
-  around it: the changing edge of something moving; a large blob must sit in calm);
+  around it: the changing edge of something moving; a large blob must sit in calm),
+  unless it is compact and stands out from the neighbours many times more than its
+  surroundings do (:func:`stands_out`: a speck on a picture the flow follows loosely);
 - it was found from one side only where the other side sees the place but distrusts it
   all around (:func:`one_sided`: something new before a wild change or a flash);
 - it is found, with its surroundings, a little off its place in both nearest
@@ -48,6 +50,9 @@ VELOCITY_TOLERANCE = 0.25
 RING = 4
 RING_MAX_ODD = 0.25
 RING_MAX_ODD_SPECK = 0.5
+# A compact blob whose median difference from its pair's mean is this many times the
+# ring's 75th percentile stands out of a loosely aligned picture as only dirt does.
+STANDOUT = 6.0
 # Blobs of at least this many pixels (up to 480 lines; above, scaled with the area) are
 # "large": they must have a calm ring around them.
 LARGE_AREA = 30
@@ -74,13 +79,28 @@ class Judge:
         nbs = self.neighbours
         self.both_sides = any(k < 0 for k in nbs) and any(k > 0 for k in nbs)
 
+    def pixels_in_motion(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """:func:`in_motion` for one-pixel blobs at (``ys``, ``xs``), all at once (bool per
+        blob). Only the ring judges them: matching one pixel's surroundings elsewhere
+        tells little, and grain makes hundreds of them a frame."""
+        h, w = self.odd.shape
+        yy = np.clip(ys[:, None] + _RING_DY[None, :], -1, h)
+        xx = np.clip(xs[:, None] + _RING_DX[None, :], -1, w)
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        odd = self.odd[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)] & inside
+        frac = odd.sum(axis=1) / np.maximum(inside.sum(axis=1), 1)
+        strong = self.contrast[ys, xs] >= 2 * self.threshold[ys, xs].astype(np.int16)
+        return (frac > RING_MAX_ODD) & ((frac > RING_MAX_ODD_SPECK) | ~strong)
+
     def is_picture(self, label: int, box: tuple[int, int, int, int], area: int) -> bool:
         """Whether the candidate blob ``label`` (bounding ``box``, ``area`` px) is a piece
         of the picture rather than a speck (see the module docstring)."""
         nbs = self.neighbours
         if self.both_sides and one_sided(self.pair_of, self.labels, label, box, nbs):
             return True
-        if in_motion(self.labels, label, box, self.odd, self.contrast, self.threshold, self.large):
+        if in_motion(
+            self.labels, label, box, self.odd, self.contrast, self.threshold, self.large
+        ) and not stands_out(self.luma, self.labels, label, box, nbs):
             return True
         if found_nearby(self.luma, nbs, box, max(2, round(NEARBY_SEARCH * self.search))):
             return True
@@ -123,6 +143,37 @@ def in_motion(
     compact = area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
     strong = contrast[y0:y1, x0:x1][blob] >= 2 * threshold[y0:y1, x0:x1][blob].astype(np.int16)
     return not (compact and float(strong.mean()) >= 0.5)
+
+
+def stands_out(
+    luma: np.ndarray,
+    labels: np.ndarray,
+    label: int,
+    box: tuple[int, int, int, int],
+    neighbours: dict[int, Neighbour],
+) -> bool:
+    """Whether the blob is compact and differs from the mean of its nearest pair
+    STANDOUT times more (median) than its ring 2-4 px out does (75th percentile): a
+    picture the flow follows only loosely (fur, a waving limb) differs around a speck a
+    little everywhere; a piece of it the flow lost differs about as much as its ring."""
+    h, w = labels.shape
+    x, y, bw, bh = box
+    pair = next((p for p in PAIRS if set(p) <= neighbours.keys()), None)
+    if pair is None:
+        return False
+    r = RING
+    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+    blob = labels[y0:y1, x0:x1] == label
+    area = int(blob.sum())
+    if not (area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)):
+        return False
+    blob8 = blob.astype(np.uint8)
+    ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
+    if not ring.any():
+        return False
+    a, b = (neighbours[k].luma[y0:y1, x0:x1].astype(np.float32) for k in pair)
+    dev = np.abs(luma[y0:y1, x0:x1] - 0.5 * (a + b))
+    return float(np.median(dev[blob])) >= STANDOUT * max(1.0, float(np.percentile(dev[ring], 75)))
 
 
 def one_sided(
@@ -217,3 +268,7 @@ def moving_object(
 
 _RING_OUT = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RING + 1, 2 * RING + 1))
 _SQUARE3 = np.ones((3, 3), np.uint8)
+# the ring of a one-pixel blob: offsets in the ellipse, outside the 3x3 square
+_RING_DY, _RING_DX = (
+    v - RING for v in np.nonzero(_RING_OUT & ~np.pad(_SQUARE3, RING - 1).astype(bool))
+)

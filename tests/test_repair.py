@@ -305,3 +305,22 @@ def test_grain_strength_zero_keeps_grain():
         frames, RepairSettings(dust=False, scratches=False, flicker=False, grain_strength=0)
     )
     np.testing.assert_array_equal(np.stack(out), np.stack(frames))
+
+
+def test_small_flow_holes_are_filled_from_around():
+    """A small distrusted hole (a speck unsettling the flow) takes the motion around it
+    and is trusted; a large one (an occlusion) stays distrusted."""
+    from stages.repair_align import fill_holes
+
+    h, w = 60, 80
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.dstack([xs, ys])
+    smap = grid + np.float32([3.0, -1.0])  # a pan
+    ok = np.ones((h, w), bool)
+    smap[20:24, 30:34] = 0.0  # wild flow where the speck is
+    ok[20:24, 30:34] = False
+    ok[35:58, 5:40] = False  # a large occlusion
+    out, trusted = fill_holes(smap, ok, grid, 6)
+    assert trusted[20:24, 30:34].all()
+    np.testing.assert_allclose(out[20:24, 30:34], grid[20:24, 30:34] + [3.0, -1.0], atol=0.01)
+    assert not trusted[35:58, 5:40].any()

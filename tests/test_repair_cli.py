@@ -41,10 +41,10 @@ def test_repair_runs_first_when_asked_for():
 
 def test_repair_options_reach_the_settings():
     o = options("--repair", "--repair-skip", "dust,grain", "--grain-strength", "0.5")
-    o = Options(**{**o.__dict__, "dust_threshold": 3.0, "flicker_radius": 4})
+    o = Options(**{**o.__dict__, "dust_threshold": 5.0, "flicker_radius": 4})
     s = o.repair_settings()
     assert (s.dust, s.scratches, s.flicker, s.grain) == (False, True, True, False)
-    assert (s.grain_strength, s.dust_threshold, s.flicker_radius) == (0.5, 3.0, 4)
+    assert (s.grain_strength, s.dust_threshold, s.flicker_radius) == (0.5, 5.0, 4)
     stage = build_chain(Options(repair=True, fill="blur", repair_skip=("flicker",)), INFO).stages[0]
     assert isinstance(stage, RepairStage) and not stage.settings.flicker
 
