@@ -49,12 +49,12 @@ def follow(
     for c0, c1 in sides:
         if c1 <= c0:
             continue
-        shift = np.array([[1.0, 0.0, c0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        at_side = np.array([[1.0, 0.0, c0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
         side = out[:, c0:c1]
         warped = side.copy()  # a transparent border leaves these where nothing maps
         cv2.warpPerspective(
             previous,
-            to_previous @ shift,
+            to_previous @ at_side,
             (c1 - c0, h),
             dst=warped,
             flags=flags,

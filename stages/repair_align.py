@@ -222,15 +222,15 @@ def fill_holes(
     for i in np.flatnonzero(small):
         x0, y0 = max(0, int(x[i]) - m), max(0, int(y[i]) - m)
         x1, y1 = min(w, int(x[i] + bw[i]) + m), min(h, int(y[i] + bh[i]) + m)
-        hole = labels[y0:y1, x0:x1] == i
+        here = labels[y0:y1, x0:x1] == i
         g, wt = grid[y0:y1, x0:x1], weight[y0:y1, x0:x1]
         num = cv2.GaussianBlur((small_map[y0:y1, x0:x1] - g) * wt[..., None], (0, 0), sigma)
         den = cv2.GaussianBlur(wt, (0, 0), sigma)
-        there = g[hole] + num[hole] / np.maximum(den[hole], 1e-3)[:, None]
+        there = g[here] + num[here] / np.maximum(den[here], 1e-3)[:, None]
         land = (there[:, 0] >= 0) & (there[:, 0] <= w - 1) & (there[:, 1] >= 0)
-        land &= (there[:, 1] <= h - 1) & (den[hole] > 1e-3)
-        out[y0:y1, x0:x1][hole] = there
-        trusted[y0:y1, x0:x1][hole] = land
+        land &= (there[:, 1] <= h - 1) & (den[here] > 1e-3)
+        out[y0:y1, x0:x1][here] = there
+        trusted[y0:y1, x0:x1][here] = land
     return out, trusted
 
 

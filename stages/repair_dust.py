@@ -78,9 +78,7 @@ def find_and_remove(
     picture = judge.pixels_in_motion(stats[one, cv2.CC_STAT_TOP], stats[one, cv2.CC_STAT_LEFT])
     keep[one[picture]] = False
     kept = int(picture.sum())
-    single = np.zeros(n, bool)
-    single[one] = True
-    for i in np.flatnonzero(keep & ~single):
+    for i in np.flatnonzero(keep & (stats[:, cv2.CC_STAT_AREA] > 1)):
         x, y, w, h, area = (int(v) for v in stats[i])
         if w > big or h > big or area > big * big:
             keep[i] = False  # too large for a speck: a change of the picture

@@ -84,8 +84,8 @@ class Judge:
         blob). Only the ring judges them: matching one pixel's surroundings elsewhere
         tells little, and grain makes hundreds of them a frame."""
         h, w = self.odd.shape
-        yy = np.clip(ys[:, None] + _RING_DY[None, :], -1, h)
-        xx = np.clip(xs[:, None] + _RING_DX[None, :], -1, w)
+        yy = ys[:, None] + _RING_DY[None, :]
+        xx = xs[:, None] + _RING_DX[None, :]
         inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
         odd = self.odd[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)] & inside
         frac = odd.sum(axis=1) / np.maximum(inside.sum(axis=1), 1)
@@ -125,24 +125,38 @@ def in_motion(
     allowed for a blob that looks like a speck (compact, and twice the threshold's
     contrast), which the sliver along a moving edge does not; a large blob gets no such
     benefit (a wrong large patch shows: a piece of a limb pasted over)."""
-    h, w = labels.shape
-    x, y, bw, bh = box
-    r = RING
-    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
-    blob = labels[y0:y1, x0:x1] == label
-    blob8 = blob.astype(np.uint8)
-    ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
+    win, blob, ring = _blob_and_ring(labels, label, box)
     if not ring.any():
         return False
-    frac = float(odd[y0:y1, x0:x1][ring].mean())
+    frac = float(odd[win][ring].mean())
     if frac <= RING_MAX_ODD:
         return False
     area = int(blob.sum())
     if frac > RING_MAX_ODD_SPECK or area >= large:
         return True  # a large wrong patch shows: only small specks get the benefit
-    compact = area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
-    strong = contrast[y0:y1, x0:x1][blob] >= 2 * threshold[y0:y1, x0:x1][blob].astype(np.int16)
-    return not (compact and float(strong.mean()) >= 0.5)
+    strong = contrast[win][blob] >= 2 * threshold[win][blob].astype(np.int16)
+    return not (_compact(area, box) and float(strong.mean()) >= 0.5)
+
+
+def _blob_and_ring(
+    labels: np.ndarray, label: int, box: tuple[int, int, int, int]
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    """The window around the blob (its box and RING px more, inside the frame), and in
+    it the blob's pixels and its ring 2-4 px out."""
+    h, w = labels.shape
+    x, y, bw, bh = box
+    r = RING
+    win = slice(max(0, y - r), min(h, y + bh + r)), slice(max(0, x - r), min(w, x + bw + r))
+    blob = labels[win] == label
+    blob8 = blob.astype(np.uint8)
+    ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
+    return win, blob, ring
+
+
+def _compact(area: int, box: tuple[int, int, int, int]) -> bool:
+    """Whether a blob of ``area`` px fills at least half its box, at most twice as long as wide."""
+    bw, bh = box[2], box[3]
+    return area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)
 
 
 def stands_out(
@@ -156,23 +170,14 @@ def stands_out(
     STANDOUT times more (median) than its ring 2-4 px out does (75th percentile): a
     picture the flow follows only loosely (fur, a waving limb) differs around a speck a
     little everywhere; a piece of it the flow lost differs about as much as its ring."""
-    h, w = labels.shape
-    x, y, bw, bh = box
     pair = next((p for p in PAIRS if set(p) <= neighbours.keys()), None)
     if pair is None:
         return False
-    r = RING
-    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
-    blob = labels[y0:y1, x0:x1] == label
-    area = int(blob.sum())
-    if not (area >= 0.5 * bw * bh and max(bw, bh) <= 2 * min(bw, bh)):
+    win, blob, ring = _blob_and_ring(labels, label, box)
+    if not _compact(int(blob.sum()), box) or not ring.any():
         return False
-    blob8 = blob.astype(np.uint8)
-    ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
-    if not ring.any():
-        return False
-    a, b = (neighbours[k].luma[y0:y1, x0:x1].astype(np.float32) for k in pair)
-    dev = np.abs(luma[y0:y1, x0:x1] - 0.5 * (a + b))
+    a, b = (neighbours[k].luma[win].astype(np.float32) for k in pair)
+    dev = np.abs(luma[win] - 0.5 * (a + b))
     return float(np.median(dev[blob])) >= STANDOUT * max(1.0, float(np.percentile(dev[ring], 75)))
 
 

@@ -47,6 +47,20 @@ DECODER_GRACE_SECONDS = 2.0
 EOF = object()  # the end-of-stream sentinel on every queue
 
 
+@contextlib.contextmanager
+def on_sigint(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` takes Ctrl-C (SIGINT) while inside, and the handler before it is put
+    back after. Off the main thread, where no signal handler can be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class ChainStopped(Exception):
     """Raised inside a worker when another part of the chain has failed or stopped."""
 
@@ -169,7 +183,7 @@ class Chain:
         decoder = _Worker("remaster-decode", self._decode)
         encoder = _Worker("remaster-encode", self._encode)
         error: BaseException | None = None
-        with self._ctrl_c():
+        with on_sigint(self._on_sigint):  # Ctrl-C ends the input instead of raising
             decoder.start()
             encoder.start()
             log.debug("chain running (Ctrl-C now ends the input)")
@@ -194,18 +208,6 @@ class Chain:
         if self.interrupted:
             raise KeyboardInterrupt
         return self.stats
-
-    @contextlib.contextmanager
-    def _ctrl_c(self) -> Iterator[None]:
-        """While running on the main thread, Ctrl-C ends the input instead of raising."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         if not self.interrupted:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from stream.chain import on_sigint
 from stream.errors import DeviceError, ModelError, RemasterError
 
 if TYPE_CHECKING:
@@ -114,14 +114,8 @@ def sigint_flag() -> Iterator[threading.Event]:
     on a loaded machine), so a driver loop checks this flag between its short waits.
     Off the main thread (no signal handler can be set there) the flag is never set."""
     flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    with on_sigint(lambda *_: flag.set()):
         yield flag
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def cpus(ray: Any) -> int:
