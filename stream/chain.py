@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from stages.base import Frame, Stage, Window
 
@@ -43,6 +44,10 @@ OUTPUT_QUEUE_DEPTH = 16
 POLL_SECONDS = 0.1
 # How long a chain stopped early waits for a decoder blocked on its input (seconds).
 DECODER_GRACE_SECONDS = 2.0
+# BLAS threads while a chain runs: its own threads keep the cores busy, and BLAS threads
+# on top wait for a core (a 480x4 by 4x321 product took 5 ms on a busy 2-core machine
+# with BLAS threads, 0.1 ms on one)
+BLAS_THREADS = 1
 
 EOF = object()  # the end-of-stream sentinel on every queue
 
@@ -183,7 +188,10 @@ class Chain:
         decoder = _Worker("remaster-decode", self._decode)
         encoder = _Worker("remaster-encode", self._encode)
         error: BaseException | None = None
-        with on_sigint(self._on_sigint):  # Ctrl-C ends the input instead of raising
+        with (
+            on_sigint(self._on_sigint),  # Ctrl-C ends the input instead of raising
+            threadpool_limits(BLAS_THREADS, user_api="blas"),
+        ):
             decoder.start()
             encoder.start()
             log.debug("chain running (Ctrl-C now ends the input)")

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import av
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from stages.base import Frame, Stage, Window
-from stream.chain import FRAME_QUEUE_DEPTH, OUTPUT_QUEUE_DEPTH, Chain
+from stream.chain import BLAS_THREADS, FRAME_QUEUE_DEPTH, OUTPUT_QUEUE_DEPTH, Chain
 from stream.scenes import SceneBuffer
 from tests.clitools import REMASTER, ROOT, probe
 from tests.synthetic import cut_clip, encode_clip
@@ -98,6 +99,25 @@ def test_all_frames_in_order_and_eof_closes_with_flush():
     assert stats.frames_in == stats.frames_out == 100
     assert sink.closed_with is True
     assert no_remaster_threads()
+
+
+def blas_threads() -> list[int]:
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_blas_runs_on_one_thread_while_a_chain_runs_and_is_restored_after():
+    class Records(Passthrough):
+        def process(self, window: Window):
+            seen.append(blas_threads())
+            yield from super().process(window)
+
+    assert blas_threads(), "numpy's wheel ships OpenBLAS"
+    seen: list[list[int]] = []
+    with threadpool_limits(2, user_api="blas"):
+        Chain(ListSource(10), SceneBuffer(None, None, budget(30)), Records(), ListSink()).run()
+        after = blas_threads()
+    assert seen and all(t == [BLAS_THREADS] * len(t) for t in seen)
+    assert after == [2] * len(after) and BLAS_THREADS < 2
 
 
 def test_long_scene_comes_in_windows_flagged_continues_and_last():
