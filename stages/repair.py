@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import cv2
@@ -92,6 +93,7 @@ class _Slot:
     level: Level  # brightness of the frame as it came, relative to the scene's first
     norm: Level  # the brightness level ``image`` was brought to
     lines: list[repair_scratch.Line]
+    levels: list[tuple[int, Level]]  # the scene's levels up to this frame (the last few)
     scratch: np.ndarray | None = None  # bool mask of the filled scratch pixels
 
 
@@ -107,6 +109,7 @@ class RepairStage(Stage):
             raise TypeError(f"settings must be RepairSettings, got {type(settings).__name__}")
         self._aligner = Aligner(self.settings.flow_width)
         self._shape: tuple[int, int, int] | None = None
+        self._side: ThreadPoolExecutor | None = None  # while ``process`` runs
         self._reset()
 
     def _reset(self) -> None:
@@ -121,10 +124,29 @@ class RepairStage(Stage):
     def process(self, window: Window) -> Iterator[Frame]:
         if not window.continues:  # a new scene: nothing carries over
             yield from self._drain()
-        for img, pts in zip(window.frames, window.pts, strict=True):
-            self._check(img)
-            self._push(img, pts)
-            yield from self._ready(final=False)
+        # as the window's frames arrive they are registered and brought to their brightness
+        # trend in order in a thread of their own (what that gives depends only on the
+        # scene's frames so far) while the frames before them are repaired here, with half
+        # their neighbours made in another thread (OpenCV lets go of the GIL)
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="repair-arrive")
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="repair-neighbours")
+        try:
+            last: Future[_Slot] | _Slot | None = self._slots.get(self._next - 1)
+            arrivals = []
+            for i, (img, pts) in enumerate(zip(window.frames, window.pts, strict=True)):
+                self._check(img)
+                last = ahead.submit(self._arrive, img, pts, self._next + i, last)
+                arrivals.append(last)
+            for arrival in arrivals:
+                slot = arrival.result()
+                self._slots[self._next] = slot
+                self._levels = slot.levels
+                self._next += 1
+                yield from self._ready(final=False)
+        finally:
+            ahead.shutdown(cancel_futures=True)
+            self._side.shutdown()
+            self._side = None
         if window.last:
             yield from self._drain()
 
@@ -144,32 +166,36 @@ class RepairStage(Stage):
         self._reset()
 
     # -- per frame as it arrives --------------------------------------------------------
-    def _push(self, img: np.ndarray, pts: int) -> None:
+    def _arrive(
+        self, img: np.ndarray, pts: int, n: int, prev: Future[_Slot] | _Slot | None
+    ) -> _Slot:
+        """Frame ``n`` of the scene as it came: registered with the frame before (``prev``,
+        or the future of it; None at the scene's first frame), its brightness level measured
+        and brought to the trend of the frames so far, its scratch candidates found."""
         s = self.settings
-        n = self._next
         small = self._aligner.small(img)
-        prev = self._slots.get(n - 1)
-        link, level = None, Level()
+        link, level, levels = None, Level(), []
         if prev is not None:
-            link = self._aligner.link(prev.small, small)
+            before = prev.result() if isinstance(prev, Future) else prev
+            link = self._aligner.link(before.small, small)
             step = Level()
             if s.flicker:
-                before = cv2.remap(prev.small.luma, link.back, None, cv2.INTER_LINEAR)
-                step = repair_flicker.fit_step(small.luma, before, link.back_ok)
-                level = prev.level.then(step)
-            self._aligner.fall_back(link, step.g0 * prev.small.luma + step.o, small.luma)
-        self._levels = [*self._levels[-(s.flicker_radius + LOOKAHEAD) :], (n, level)]
+                back = cv2.remap(before.small.luma, link.back, None, cv2.INTER_LINEAR)
+                step = repair_flicker.fit_step(small.luma, back, link.back_ok)
+                level = before.level.then(step)
+            self._aligner.fall_back(link, step.g0 * before.small.luma + step.o, small.luma)
+            levels = before.levels
+        levels = [*levels[-(s.flicker_radius + LOOKAHEAD) :], (n, level)]
         norm = level
         if s.flicker:  # brought to the trend of the frames so far
-            norm = repair_flicker.trend(self._levels, n, s.flicker_radius)
+            norm = repair_flicker.trend(levels, n, s.flicker_radius)
             if not repair_flicker.is_identity(level, norm):
                 img = repair_flicker.apply(img, level, norm)
         luma = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         lines = []
         if s.scratches:
             lines = repair_scratch.candidates(luma, self._max_width(img), s.scratch_min_contrast)
-        self._slots[n] = _Slot(img, luma, pts, small, link, level, norm, lines)
-        self._next += 1
+        return _Slot(img, luma, pts, small, link, level, norm, lines, levels)
 
     def _ready(self, final: bool) -> Iterator[Frame]:
         while self._decided < self._next and (final or self._decided + 2 < self._next):
@@ -227,22 +253,25 @@ class RepairStage(Stage):
 
     # -- the repair of one frame, four frames later -------------------------------------
     def _neighbours(self, c: int) -> dict[int, Neighbour]:
-        slot = self._slots[c]
+        """The frames around ``c`` aligned onto it; every other one made in the side thread
+        while ``process`` runs (each is OpenCV work that lets go of the GIL)."""
+        offsets = [o for o in OFFSETS if c + o in self._slots]
+        side = self._side
+        there = {o: side.submit(self._neighbour, c, o) for o in offsets[1::2]} if side else {}
+        here = {o: self._neighbour(c, o) for o in offsets if o not in there}
+        return {o: there[o].result() if o in there else here[o] for o in offsets}
+
+    def _neighbour(self, c: int, o: int) -> Neighbour:
+        slot, other = self._slots[c], self._slots[c + o]
         # largest hole in the flow (small px) a speck of this frame makes: twice the speck
         holes = max(2, round(HOLE_SPECKS * self.settings.dust_max_size * slot.small.gray.shape[0]))
-        out = {}
-        for o in OFFSETS:
-            other = self._slots.get(c + o)
-            if other is None:
-                continue
-            smap, ok = self._small_map(c, o)
-            smap, ok = fill_holes(smap, ok, self._aligner.grid(*ok.shape[::-1]), holes)
-            full, trust, inside = self._aligner.to_full(smap, ok, slot.image.shape)
-            rgb = warp(other.image, full)
-            if not repair_flicker.is_identity(other.norm, slot.norm):
-                rgb = cv2.LUT(rgb, repair_flicker.table(other.norm, slot.norm))
-            out[o] = Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust, inside)
-        return out
+        smap, ok = self._small_map(c, o)
+        smap, ok = fill_holes(smap, ok, self._aligner.grid(*ok.shape[::-1]), holes)
+        full, trust, inside = self._aligner.to_full(smap, ok, slot.image.shape)
+        rgb = warp(other.image, full)
+        if not repair_flicker.is_identity(other.norm, slot.norm):
+            rgb = cv2.LUT(rgb, repair_flicker.table(other.norm, slot.norm))
+        return Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust, inside)
 
     def _small_map(self, c: int, o: int) -> tuple[np.ndarray, np.ndarray]:
         if o < 0:
