@@ -4,7 +4,10 @@ The CC0 fixture ``tests/fixtures/rabbit_4x3.mp4`` (640x480) is looped forwards a
 backwards to ``--frames`` frames and damaged by ``benchmarks/damage.py``. Measured, in
 this process, interleaved ``--repeats`` times (best of each, the machine is shared):
 
-- the repair stage alone (``RepairStage``, windows of 8 frames of one scene);
+- the repair stage alone (``RepairStage``, windows of 8 frames of one scene), in a
+  process whose C library's memory settings are the CLI's (``stream.cli.tune_malloc``:
+  with glibc's defaults every frame-sized temporary is a fresh mapping, and the page
+  faults cost the stage about a fifth of its speed);
 - the blurred pillarbox stage alone (``BlurPillarbox``, the ``--fill blur`` stage) on
   the same frames: the baseline the ratio is taken against.
 
@@ -40,6 +43,7 @@ from benchmarks.outpaint_speed import CLIP, looped_clip  # noqa: E402
 from stages.base import Stage, VideoInfo, Window  # noqa: E402
 from stages.blur import BlurPillarbox  # noqa: E402
 from stages.repair import RepairStage  # noqa: E402
+from stream.cli import tune_malloc  # noqa: E402
 
 CLI = (sys.executable, "-m", "stream.cli")
 WINDOW = 8
@@ -82,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cli", action="store_true", help="also time the whole CLI")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/repair_speed.json")
     args = p.parse_args(argv)
+    tune_malloc()  # as the CLI runs the stage
     if args.frames < 2 * WINDOW or args.repeats < 1:
         p.error("--frames must be >= 16 and --repeats >= 1")
     frames, rate = looped_clip(CLIP, args.frames)
