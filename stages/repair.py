@@ -83,6 +83,9 @@ class RepairSettings:
             raise ValueError(f"dust_max_size must be in (0, 0.5], got {self.dust_max_size}")
 
 
+_Neighbours = dict[int, Neighbour]  # offset -> the frame there aligned onto this one
+
+
 @dataclass
 class _Slot:
     image: np.ndarray  # uint8 RGB; scratches filled from the sides once confirmed
@@ -115,7 +118,9 @@ class RepairStage(Stage):
     def _reset(self) -> None:
         self._slots: dict[int, _Slot] = {}
         self._levels: list[tuple[int, Level]] = []
-        self._next = self._decided = self._done = 0
+        # frames whose neighbours are being made, and the brightness each is brought to
+        self._ahead: dict[int, tuple[Future[_Neighbours] | _Neighbours, Level]] = {}
+        self._next = self._decided = self._prepared = self._done = 0
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         self._shape = (info.height, info.width, 3)
@@ -126,8 +131,9 @@ class RepairStage(Stage):
             yield from self._drain()
         # as the window's frames arrive they are registered and brought to their brightness
         # trend in order in a thread of their own (what that gives depends only on the
-        # scene's frames so far) while the frames before them are repaired here, with half
-        # their neighbours made in another thread (OpenCV lets go of the GIL)
+        # scene's frames so far), and each frame's neighbours are made in another while the
+        # frame before it is repaired here (OpenCV lets go of the GIL): the same work on the
+        # same data as one thread would do
         ahead = ThreadPoolExecutor(1, thread_name_prefix="repair-arrive")
         self._side = ThreadPoolExecutor(1, thread_name_prefix="repair-neighbours")
         try:
@@ -137,12 +143,12 @@ class RepairStage(Stage):
                 self._check(img)
                 last = ahead.submit(self._arrive, img, pts, self._next + i, last)
                 arrivals.append(last)
-            for arrival in arrivals:
+            for i, arrival in enumerate(arrivals):
                 slot = arrival.result()
                 self._slots[self._next] = slot
                 self._levels = slot.levels
                 self._next += 1
-                yield from self._ready(final=False)
+                yield from self._ready(final=False, flush=i == len(arrivals) - 1)
         finally:
             ahead.shutdown(cancel_futures=True)
             self._side.shutdown()
@@ -197,15 +203,30 @@ class RepairStage(Stage):
             lines = repair_scratch.candidates(luma, self._max_width(img), s.scratch_min_contrast)
         return _Slot(img, luma, pts, small, link, level, norm, lines, levels)
 
-    def _ready(self, final: bool) -> Iterator[Frame]:
+    def _ready(self, final: bool, flush: bool = True) -> Iterator[Frame]:
+        """Decide, prepare and repair what can be now. A frame is prepared (its neighbours
+        made in the side thread, its brightness target fixed) once its neighbours are
+        decided, and repaired once the frame after it is prepared too, or at once where
+        ``flush`` (the window's end) or ``final`` (the scene's)."""
         while self._decided < self._next and (final or self._decided + 2 < self._next):
             self._decide(self._decided)
             self._decided += 1
-        while self._done < self._decided and (final or self._done + 2 < self._decided):
+        while self._prepared < self._decided and (final or self._prepared + 2 < self._decided):
+            self._prepare(self._prepared)
+            self._prepared += 1
+        while self._done < self._prepared - (0 if final or flush else 1):
             c = self._done
             yield Frame(self._repair(c), self._slots[c].pts)
             self._slots.pop(c - 2, None)
             self._done += 1
+
+    def _prepare(self, c: int) -> None:
+        s = self.settings
+        target = self._slots[c].norm
+        if s.flicker:  # the trend as known now (the same however the scene is cut)
+            target = repair_flicker.trend(self._levels, c, s.flicker_radius)
+        side = self._side
+        self._ahead[c] = (side.submit(self._neighbours, c) if side else self._neighbours(c), target)
 
     def _max_width(self, img: np.ndarray) -> int:
         return max(1, round(self.settings.scratch_max_width * img.shape[1]))
@@ -252,14 +273,9 @@ class RepairStage(Stage):
         return m
 
     # -- the repair of one frame, four frames later -------------------------------------
-    def _neighbours(self, c: int) -> dict[int, Neighbour]:
-        """The frames around ``c`` aligned onto it; every other one made in the side thread
-        while ``process`` runs (each is OpenCV work that lets go of the GIL)."""
-        offsets = [o for o in OFFSETS if c + o in self._slots]
-        side = self._side
-        there = {o: side.submit(self._neighbour, c, o) for o in offsets[1::2]} if side else {}
-        here = {o: self._neighbour(c, o) for o in offsets if o not in there}
-        return {o: there[o].result() if o in there else here[o] for o in offsets}
+    def _neighbours(self, c: int) -> _Neighbours:
+        """The frames around ``c`` aligned onto it and brought to its brightness."""
+        return {o: self._neighbour(c, o) for o in OFFSETS if c + o in self._slots}
 
     def _neighbour(self, c: int, o: int) -> Neighbour:
         slot, other = self._slots[c], self._slots[c + o]
@@ -293,7 +309,8 @@ class RepairStage(Stage):
     def _repair(self, c: int) -> np.ndarray:
         s = self.settings
         slot = self._slots[c]
-        nbs = self._neighbours(c)
+        ahead, target = self._ahead.pop(c)
+        nbs = ahead.result() if isinstance(ahead, Future) else ahead
         img, luma = slot.image, slot.luma
         if not nbs:
             return img
@@ -320,10 +337,8 @@ class RepairStage(Stage):
             x = repair_grain.average(img, luma, nbs.values(), sigma, s.grain_strength)
         else:
             x = img.astype(np.float32)
-        if s.flicker:
-            target = repair_flicker.trend(self._levels, c, s.flicker_radius)
-            if not repair_flicker.is_identity(slot.norm, target):
-                return repair_flicker.apply(x, slot.norm, target)
+        if s.flicker and not repair_flicker.is_identity(slot.norm, target):
+            return repair_flicker.apply(x, slot.norm, target)
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
     @staticmethod
