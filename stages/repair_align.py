@@ -157,11 +157,8 @@ class Aligner:
             noise = 1.4826 * median_u8(typical) if ok.sum() > 64 else 2.0
             tol = min(max(PHOTO_MIN, PHOTO_FACTOR * noise), PHOTO_MAX)
             moved = cv2.absdiff(cv2.remap(src, glob, None, cv2.INTER_LINEAR), dst)
-            h, w = ok.shape
-            inside = (glob[..., 0] >= 0) & (glob[..., 0] <= w - 1)
-            inside &= (glob[..., 1] >= 0) & (glob[..., 1] <= h - 1)
-            use = ~ok & inside & (cv2.erode(moved, np.ones((3, 3), np.uint8)) < tol)
-            use &= moved < tol
+            use = ~ok & _inside(glob, ok.shape)
+            use &= (cv2.erode(moved, np.ones((3, 3), np.uint8)) < tol) & (moved < tol)
             there[use] = glob[use]
             ok |= use
 
@@ -181,8 +178,7 @@ class Aligner:
         disp = (small_map - self.grid(sw, sh)) * np.float32([w / sw, h / sh])
         disp = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
         disp += self.grid(w, h)
-        inside = (small_map[..., 0] >= -0.5) & (small_map[..., 0] <= sw - 0.5)
-        inside &= (small_map[..., 1] >= -0.5) & (small_map[..., 1] <= sh - 0.5)
+        inside = _inside(small_map, (sh, sw), 0.5)
         masks = [
             cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
             for m in (ok, inside)
@@ -303,11 +299,15 @@ def _apply(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
 def _consistent(there: np.ndarray, back: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Where going ``there`` and sampling the reverse map ``back`` returns to the start,
     inside the other frame."""
-    h, w = grid.shape[:2]
-    inside = (
-        (there[..., 0] >= 0) & (there[..., 0] <= w - 1) & (there[..., 1] >= 0)
-        & (there[..., 1] <= h - 1)
-    )  # fmt: skip
     home = cv2.remap(back, there, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    err = np.square(home - grid).sum(axis=2)
-    return inside & (err < FB_TOLERANCE**2)
+    dx, dy = cv2.split(cv2.subtract(home, grid))
+    err = cv2.add(cv2.multiply(dx, dx), cv2.multiply(dy, dy))
+    return _inside(there, grid.shape) & (err < FB_TOLERANCE**2)
+
+
+def _inside(points: np.ndarray, shape: tuple[int, ...], margin: float = 0.0) -> np.ndarray:
+    """Bool: where the (x, y) of ``points`` (h, w, 2) lie inside a picture of ``shape``
+    (pixel centres from 0 to size - 1, and ``margin`` more each way)."""
+    h, w = shape[:2]
+    lo, hi = (-margin, -margin), (w - 1 + margin, h - 1 + margin)
+    return cv2.inRange(points, lo, hi) > 0

@@ -62,8 +62,9 @@ def find_and_remove(
     level = near[min(near, key=lambda k: (abs(k), k))]
     sigma = _sigma_by_level(smooth, level, near, neighbours)
     table = np.clip(np.rint(np.maximum(min_contrast, factor * sigma)), 1, 255).astype(np.uint8)
-    threshold = cv2.LUT(level, table)
-    contrast, pair_of, odd = _contrast(smooth, near, neighbours, threshold)
+    # the threshold and its parts per pixel, by lookup of the neighbour's level
+    threshold, half, part, third = (cv2.LUT(level, table // k) for k in (1, 2, QUARTER, 3))
+    contrast, pair_of, odd = _contrast(smooth, near, neighbours, threshold, half, part)
     core = cv2.compare(contrast, threshold, cv2.CMP_GT) // 255
     if not core.any():
         return DustResult(image, 0, 0)
@@ -90,13 +91,15 @@ def find_and_remove(
         return DustResult(image, 0, kept)
     core = keep[labels].astype(np.uint8)
     # grow into the speck's faint rim (same direction, a third of the threshold), 2 px
-    weak = cv2.compare(contrast, threshold // 3, cv2.CMP_GT) // 255
+    weak = cv2.compare(contrast, third, cv2.CMP_GT)  # 0/255: ANDed with 0/1 gives 0/1
     grown = cv2.dilate(core, _ELLIPSE5) & weak | cv2.dilate(core, _SQUARE3)
-    alpha = np.maximum(grown.astype(np.float32), cv2.blur(grown.astype(np.float32), (3, 3)))
-    ys, xs = np.nonzero(alpha > 0)
+    # soft edge: the share of the 3x3 around that is grown (1 on the grown pixels)
+    around = cv2.boxFilter(grown, -1, (3, 3), normalize=False)
+    ys, xs = np.nonzero(around)
     pair = pair_of[ys, xs].astype(np.int16) - 1
     valid = pair >= 0
     ys, xs, pair = ys[valid], xs[valid], pair[valid]
+    alpha = np.maximum(grown[ys, xs], around[ys, xs] / np.float32(9))
     out = image.copy()
     for p, (a, b) in enumerate(PAIRS):
         sel = pair == p
@@ -104,7 +107,7 @@ def find_and_remove(
             continue
         py, px = ys[sel], xs[sel]
         rep = 0.5 * (neighbours[a].colour(py, px) + neighbours[b].colour(py, px))
-        al = alpha[py, px][:, None]
+        al = alpha[sel][:, None]
         mixed = out[py, px] * (1 - al) + rep * al
         out[py, px] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return DustResult(out, specks, kept)
@@ -149,12 +152,15 @@ def _contrast(
     near: dict[int, np.ndarray],
     neighbours: dict[int, Neighbour],
     threshold: np.ndarray,
+    half: np.ndarray,
+    part: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How far (uint8 levels) the frame lies beyond the first usable pair in the same
     direction from both (0 where none is trusted or the two disagree), the index + 1 of
     that pair (0: none trusted), and where the frame differs from either of them by half
     the threshold (False where no pair is trusted). ``luma`` and ``near`` (the neighbours'
-    lumas) are smoothed uint8; ``threshold`` is uint8 per pixel.
+    lumas) are smoothed uint8; ``threshold`` and its ``half`` and QUARTER-th ``part`` are uint8
+    per pixel.
 
     The frame is compared with each neighbour's 3x3 minimum (for dark specks) and maximum
     (bright): fine texture that the flow aligns to within a pixel then never differs.
@@ -167,8 +173,6 @@ def _contrast(
     free = np.full(shape, 255, np.uint8)
     ok = {k: nb.ok.view(np.uint8) * np.uint8(255) for k, nb in neighbours.items()}
     env: dict[int, tuple[np.ndarray, ...]] = {}
-    half = threshold // 2
-    part = threshold // QUARTER
     for p, (a, b) in enumerate(PAIRS):
         if a not in neighbours or b not in neighbours:
             continue
