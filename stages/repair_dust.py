@@ -30,6 +30,9 @@ PRE_SIGMA = 0.4
 # thinned), which may lie at most a QUARTER-th of the threshold inside the plain envelope.
 ENV_SIGMA = 1.2
 QUARTER = 3
+# How far (px) the envelopes reach: the blur's kernel (OpenCV: 3 sigma for uint8), then a
+# 3x3 minimum or maximum, and one to spare.
+ENV_REACH = round(3 * ENV_SIGMA) + 2
 # Brightness bins in which the grain's sigma is measured separately.
 LEVEL_BINS = 8
 
@@ -166,53 +169,84 @@ def _contrast(
     (bright): fine texture that the flow aligns to within a pixel then never differs.
     Everything is uint8 masks (0/255) and saturating OpenCV arithmetic: this runs on every
     pixel of every frame."""
-    shape = luma.shape
-    contrast = np.zeros(shape, np.uint8)
-    pair_of = np.zeros(shape, np.uint8)
-    odd = np.zeros(shape, np.uint8)
-    free = np.full(shape, 255, np.uint8)
+    h, w = luma.shape
+    contrast = np.zeros((h, w), np.uint8)
+    pair_of = np.zeros((h, w), np.uint8)
+    odd = np.zeros((h, w), np.uint8)
+    free = np.full((h, w), 255, np.uint8)
     ok = {k: nb.ok.view(np.uint8) * np.uint8(255) for k, nb in neighbours.items()}
-    env: dict[int, tuple[np.ndarray, ...]] = {}
+    env: dict[int, tuple[np.ndarray, ...]] = {}  # over the whole frame, once made
     for p, (a, b) in enumerate(PAIRS):
         if a not in neighbours or b not in neighbours:
             continue
         usable = cv2.bitwise_and(free, cv2.bitwise_and(ok[a], ok[b]))
         if not cv2.countNonZero(usable):
             continue
+        # a later pair is often usable in a few places only (a strip along the picture's
+        # edge, an occlusion): then it is worked out in the box around them only
+        box = cv2.boundingRect(usable)
+        if box[2] * box[3] > h * w // 2:
+            box = (0, 0, w, h)
+        x, y, bw, bh = box
+        win = slice(y, y + bh), slice(x, x + bw)
+        envs = []
         for k in (a, b):
-            if k not in env:
-                # a speck is judged against the neighbour's envelope with its grain thinned
-                # (the envelope of raw grain swallows a faint speck), but never more than
-                # a part of the threshold inside the plain one (texture the flow aligns
-                # only to a pixel needs that); the ring around it against the plain one
-                lo, hi = cv2.erode(near[k], _SQUARE3), cv2.dilate(near[k], _SQUARE3)
-                calm = cv2.GaussianBlur(near[k], (0, 0), ENV_SIGMA)
-                env[k] = (
-                    cv2.min(cv2.erode(calm, _SQUARE3), cv2.add(lo, part)),
-                    cv2.max(cv2.dilate(calm, _SQUARE3), cv2.subtract(hi, part)),
-                    lo,
-                    hi,
-                )
+            if k in env:
+                envs.append(tuple(e[win] for e in env[k]))
+            else:
+                envs.append(_envelope(near[k], part, box))
+                if box == (0, 0, w, h):
+                    env[k] = envs[-1]
+        ea, eb = envs
+        here, use = luma[win], usable[win]
         # saturating: how far below both minima (dark) / above both maxima (bright)
-        dark = cv2.subtract(cv2.min(env[a][0], env[b][0]), luma)
-        bright = cv2.subtract(luma, cv2.max(env[a][1], env[b][1]))
+        dark = cv2.subtract(cv2.min(ea[0], eb[0]), here)
+        bright = cv2.subtract(here, cv2.max(ea[1], eb[1]))
         size = cv2.max(dark, bright)  # at most one of them is above 0
         # outside both neighbours' plain envelopes by half the threshold: neither
         # explains the frame there (one badly aligned neighbour does not make it odd)
-        outside = cv2.bitwise_and(_outside(luma, env[a], half), _outside(luma, env[b], half))
+        outside = cv2.bitwise_and(_outside(here, ea, half[win]), _outside(here, eb, half[win]))
         # the neighbours agree: their difference is small beside the frame's
-        gap = cv2.absdiff(near[a], near[b])
+        gap = cv2.absdiff(near[a][win], near[b][win])
         agree = cv2.bitwise_or(
-            cv2.compare(gap, threshold, cv2.CMP_LT),
+            cv2.compare(gap, threshold[win], cv2.CMP_LT),
             cv2.compare(cv2.add(gap, gap), size, cv2.CMP_LT),
         )
-        cv2.copyTo(size, cv2.bitwise_and(usable, agree), contrast)
-        cv2.bitwise_or(odd, cv2.bitwise_or(outside, cv2.bitwise_not(agree)), odd, mask=usable)
-        pair_of[usable > 0] = p + 1  # trusted pair: later pairs do not overrule it
-        free = cv2.bitwise_and(free, cv2.bitwise_not(usable))
+        cv2.copyTo(size, cv2.bitwise_and(use, agree), contrast[win])
+        cv2.bitwise_or(
+            odd[win], cv2.bitwise_or(outside, cv2.bitwise_not(agree)), odd[win], mask=use
+        )
+        pair_of[win][use > 0] = p + 1  # trusted pair: later pairs do not overrule it
+        cv2.bitwise_and(free[win], cv2.bitwise_not(use), free[win])
         if not cv2.countNonZero(free):
             break
     return contrast, pair_of, odd > 0
+
+
+def _envelope(
+    near: np.ndarray, part: np.ndarray, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, ...]:
+    """A neighbour's envelopes in ``box`` (x, y, w, h) of the frame, made over ENV_REACH
+    pixels more each way (so the same as made over the whole frame): the envelope with
+    its grain thinned (the envelope of raw grain swallows a faint speck) that a speck is
+    judged against, but never more than a ``part`` of the threshold inside the plain one
+    (texture the flow aligns only to a pixel needs that); and the plain one (its 3x3
+    minimum and maximum), that the ring around a speck is judged against."""
+    x, y, bw, bh = box
+    h, w = near.shape
+    x0, y0 = max(0, x - ENV_REACH), max(0, y - ENV_REACH)
+    x1, y1 = min(w, x + bw + ENV_REACH), min(h, y + bh + ENV_REACH)
+    around, part = near[y0:y1, x0:x1], part[y0:y1, x0:x1]
+    lo, hi = cv2.erode(around, _SQUARE3), cv2.dilate(around, _SQUARE3)
+    calm = cv2.GaussianBlur(around, (0, 0), ENV_SIGMA)
+    env = (
+        cv2.min(cv2.erode(calm, _SQUARE3), cv2.add(lo, part)),
+        cv2.max(cv2.dilate(calm, _SQUARE3), cv2.subtract(hi, part)),
+        lo,
+        hi,
+    )
+    inner = slice(y - y0, y - y0 + bh), slice(x - x0, x - x0 + bw)
+    return tuple(e[inner] for e in env)
 
 
 def _outside(luma: np.ndarray, env: tuple[np.ndarray, ...], margin: np.ndarray) -> np.ndarray:
