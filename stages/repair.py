@@ -16,11 +16,17 @@ the frame is stored brought to its level as smoothed over the frames before it (
 gradients gone); a neighbour then differs from the repaired frame's brightness by one
 gain and offset, applied by a lookup table before it is compared or averaged, so flicker
 does not look like dust and is not averaged in. Same input, same output.
+
+Two threads help (OpenCV lets go of the GIL): one takes the frames in as they arrive
+(registration, brightness), a couple of frames ahead; the other aligns a frame's
+neighbours onto it while the frame before is repaired. Each does the same work on the
+same data as one thread would, so the output does not depend on them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -38,6 +44,9 @@ log = logging.getLogger(__name__)
 # Frames a frame is held: two of neighbours, two more for those neighbours' scratches.
 LOOKAHEAD = 4
 OFFSETS = (-2, -1, 1, 2)
+# Frames made ready (registered, levelled) ahead of the one being taken in, in a thread:
+# enough to keep it busy, and no more (each holds a picture).
+ARRIVE_AHEAD = 2
 # Largest luma spread (levels) of the trusted neighbours at a scratch pixel for their
 # mean to replace the fill from the sides.
 SCRATCH_AGREE = 12.0
@@ -137,18 +146,22 @@ class RepairStage(Stage):
         ahead = ThreadPoolExecutor(1, thread_name_prefix="repair-arrive")
         self._side = ThreadPoolExecutor(1, thread_name_prefix="repair-neighbours")
         try:
-            last: Future[_Slot] | _Slot | None = self._slots.get(self._next - 1)
-            arrivals = []
-            for i, (img, pts) in enumerate(zip(window.frames, window.pts, strict=True)):
-                self._check(img)
-                last = ahead.submit(self._arrive, img, pts, self._next + i, last)
-                arrivals.append(last)
-            for i, arrival in enumerate(arrivals):
-                slot = arrival.result()
+            frames = list(zip(window.frames, window.pts, strict=True))
+            first, made = self._next, 0
+            last: Future[_Slot] | _Slot | None = self._slots.get(first - 1)
+            arrivals: deque[Future[_Slot]] = deque()
+            for i in range(len(frames)):
+                while made < min(len(frames), i + 1 + ARRIVE_AHEAD):
+                    img, pts = frames[made]
+                    self._check(img)
+                    last = ahead.submit(self._arrive, img, pts, first + made, last)
+                    arrivals.append(last)
+                    made += 1
+                slot = arrivals.popleft().result()
                 self._slots[self._next] = slot
                 self._levels = slot.levels
                 self._next += 1
-                yield from self._ready(final=False, flush=i == len(arrivals) - 1)
+                yield from self._ready(final=False, flush=i == len(frames) - 1)
         finally:
             ahead.shutdown(cancel_futures=True)
             self._side.shutdown()
