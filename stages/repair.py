@@ -16,12 +16,19 @@ the frame is stored brought to its level as smoothed over the frames before it (
 gradients gone); a neighbour then differs from the repaired frame's brightness by one
 gain and offset, applied by a lookup table before it is compared or averaged, so flicker
 does not look like dust and is not averaged in. Same input, same output.
+
+Two threads help (OpenCV lets go of the GIL): one takes the frames in as they arrive
+(registration, brightness), a couple of frames ahead; the other aligns a frame's
+neighbours onto it while the frame before is repaired. Each does the same work on the
+same data as one thread would, so the output does not depend on them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import cv2
@@ -37,6 +44,9 @@ log = logging.getLogger(__name__)
 # Frames a frame is held: two of neighbours, two more for those neighbours' scratches.
 LOOKAHEAD = 4
 OFFSETS = (-2, -1, 1, 2)
+# Frames made ready (registered, levelled) ahead of the one being taken in, in a thread:
+# enough to keep it busy, and no more (each holds a picture).
+ARRIVE_AHEAD = 2
 # Largest luma spread (levels) of the trusted neighbours at a scratch pixel for their
 # mean to replace the fill from the sides.
 SCRATCH_AGREE = 12.0
@@ -82,6 +92,9 @@ class RepairSettings:
             raise ValueError(f"dust_max_size must be in (0, 0.5], got {self.dust_max_size}")
 
 
+_Neighbours = dict[int, Neighbour]  # offset -> the frame there aligned onto this one
+
+
 @dataclass
 class _Slot:
     image: np.ndarray  # uint8 RGB; scratches filled from the sides once confirmed
@@ -92,6 +105,7 @@ class _Slot:
     level: Level  # brightness of the frame as it came, relative to the scene's first
     norm: Level  # the brightness level ``image`` was brought to
     lines: list[repair_scratch.Line]
+    levels: list[tuple[int, Level]]  # the scene's levels up to this frame (the last few)
     scratch: np.ndarray | None = None  # bool mask of the filled scratch pixels
 
 
@@ -107,12 +121,15 @@ class RepairStage(Stage):
             raise TypeError(f"settings must be RepairSettings, got {type(settings).__name__}")
         self._aligner = Aligner(self.settings.flow_width)
         self._shape: tuple[int, int, int] | None = None
+        self._side: ThreadPoolExecutor | None = None  # while ``process`` runs
         self._reset()
 
     def _reset(self) -> None:
         self._slots: dict[int, _Slot] = {}
         self._levels: list[tuple[int, Level]] = []
-        self._next = self._decided = self._done = 0
+        # frames whose neighbours are being made, and the brightness each is brought to
+        self._ahead: dict[int, tuple[Future[_Neighbours] | _Neighbours, Level]] = {}
+        self._next = self._decided = self._prepared = self._done = 0
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         self._shape = (info.height, info.width, 3)
@@ -121,10 +138,34 @@ class RepairStage(Stage):
     def process(self, window: Window) -> Iterator[Frame]:
         if not window.continues:  # a new scene: nothing carries over
             yield from self._drain()
-        for img, pts in zip(window.frames, window.pts, strict=True):
-            self._check(img)
-            self._push(img, pts)
-            yield from self._ready(final=False)
+        # as the window's frames arrive they are registered and brought to their brightness
+        # trend in order in a thread of their own (what that gives depends only on the
+        # scene's frames so far), and each frame's neighbours are made in another while the
+        # frame before it is repaired here (OpenCV lets go of the GIL): the same work on the
+        # same data as one thread would do
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="repair-arrive")
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="repair-neighbours")
+        try:
+            frames = list(zip(window.frames, window.pts, strict=True))
+            first, made = self._next, 0
+            last: Future[_Slot] | _Slot | None = self._slots.get(first - 1)
+            arrivals: deque[Future[_Slot]] = deque()
+            for i in range(len(frames)):
+                while made < min(len(frames), i + 1 + ARRIVE_AHEAD):
+                    img, pts = frames[made]
+                    self._check(img)
+                    last = ahead.submit(self._arrive, img, pts, first + made, last)
+                    arrivals.append(last)
+                    made += 1
+                slot = arrivals.popleft().result()
+                self._slots[self._next] = slot
+                self._levels = slot.levels
+                self._next += 1
+                yield from self._ready(final=False, flush=i == len(frames) - 1)
+        finally:
+            ahead.shutdown(cancel_futures=True)
+            self._side.shutdown()
+            self._side = None
         if window.last:
             yield from self._drain()
 
@@ -144,42 +185,61 @@ class RepairStage(Stage):
         self._reset()
 
     # -- per frame as it arrives --------------------------------------------------------
-    def _push(self, img: np.ndarray, pts: int) -> None:
+    def _arrive(
+        self, img: np.ndarray, pts: int, n: int, prev: Future[_Slot] | _Slot | None
+    ) -> _Slot:
+        """Frame ``n`` of the scene as it came: registered with the frame before (``prev``,
+        or the future of it; None at the scene's first frame), its brightness level measured
+        and brought to the trend of the frames so far, its scratch candidates found."""
         s = self.settings
-        n = self._next
         small = self._aligner.small(img)
-        prev = self._slots.get(n - 1)
-        link, level = None, Level()
+        link, level, levels = None, Level(), []
         if prev is not None:
-            link = self._aligner.link(prev.small, small)
+            before = prev.result() if isinstance(prev, Future) else prev
+            link = self._aligner.link(before.small, small)
             step = Level()
             if s.flicker:
-                before = cv2.remap(prev.small.luma, link.back, None, cv2.INTER_LINEAR)
-                step = repair_flicker.fit_step(small.luma, before, link.back_ok)
-                level = prev.level.then(step)
-            self._aligner.fall_back(link, step.g0 * prev.small.luma + step.o, small.luma)
-        self._levels = [*self._levels[-(s.flicker_radius + LOOKAHEAD) :], (n, level)]
+                back = cv2.remap(before.small.luma, link.back, None, cv2.INTER_LINEAR)
+                step = repair_flicker.fit_step(small.luma, back, link.back_ok)
+                level = before.level.then(step)
+            self._aligner.fall_back(link, step.g0 * before.small.luma + step.o, small.luma)
+            levels = before.levels
+        levels = [*levels[-(s.flicker_radius + LOOKAHEAD) :], (n, level)]
         norm = level
         if s.flicker:  # brought to the trend of the frames so far
-            norm = repair_flicker.trend(self._levels, n, s.flicker_radius)
+            norm = repair_flicker.trend(levels, n, s.flicker_radius)
             if not repair_flicker.is_identity(level, norm):
                 img = repair_flicker.apply(img, level, norm)
         luma = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         lines = []
         if s.scratches:
             lines = repair_scratch.candidates(luma, self._max_width(img), s.scratch_min_contrast)
-        self._slots[n] = _Slot(img, luma, pts, small, link, level, norm, lines)
-        self._next += 1
+        return _Slot(img, luma, pts, small, link, level, norm, lines, levels)
 
-    def _ready(self, final: bool) -> Iterator[Frame]:
+    def _ready(self, final: bool, flush: bool = True) -> Iterator[Frame]:
+        """Decide, prepare and repair what can be now. A frame is prepared (its neighbours
+        made in the side thread, its brightness target fixed) once its neighbours are
+        decided, and repaired once the frame after it is prepared too, or at once where
+        ``flush`` (the window's end) or ``final`` (the scene's)."""
         while self._decided < self._next and (final or self._decided + 2 < self._next):
             self._decide(self._decided)
             self._decided += 1
-        while self._done < self._decided and (final or self._done + 2 < self._decided):
+        while self._prepared < self._decided and (final or self._prepared + 2 < self._decided):
+            self._prepare(self._prepared)
+            self._prepared += 1
+        while self._done < self._prepared - (0 if final or flush else 1):
             c = self._done
             yield Frame(self._repair(c), self._slots[c].pts)
             self._slots.pop(c - 2, None)
             self._done += 1
+
+    def _prepare(self, c: int) -> None:
+        s = self.settings
+        target = self._slots[c].norm
+        if s.flicker:  # the trend as known now (the same however the scene is cut)
+            target = repair_flicker.trend(self._levels, c, s.flicker_radius)
+        side = self._side
+        self._ahead[c] = (side.submit(self._neighbours, c) if side else self._neighbours(c), target)
 
     def _max_width(self, img: np.ndarray) -> int:
         return max(1, round(self.settings.scratch_max_width * img.shape[1]))
@@ -226,23 +286,21 @@ class RepairStage(Stage):
         return m
 
     # -- the repair of one frame, four frames later -------------------------------------
-    def _neighbours(self, c: int) -> dict[int, Neighbour]:
-        slot = self._slots[c]
+    def _neighbours(self, c: int) -> _Neighbours:
+        """The frames around ``c`` aligned onto it and brought to its brightness."""
+        return {o: self._neighbour(c, o) for o in OFFSETS if c + o in self._slots}
+
+    def _neighbour(self, c: int, o: int) -> Neighbour:
+        slot, other = self._slots[c], self._slots[c + o]
         # largest hole in the flow (small px) a speck of this frame makes: twice the speck
         holes = max(2, round(HOLE_SPECKS * self.settings.dust_max_size * slot.small.gray.shape[0]))
-        out = {}
-        for o in OFFSETS:
-            other = self._slots.get(c + o)
-            if other is None:
-                continue
-            smap, ok = self._small_map(c, o)
-            smap, ok = fill_holes(smap, ok, self._aligner.grid(*ok.shape[::-1]), holes)
-            full, trust, inside = self._aligner.to_full(smap, ok, slot.image.shape)
-            rgb = warp(other.image, full)
-            if not repair_flicker.is_identity(other.norm, slot.norm):
-                rgb = cv2.LUT(rgb, repair_flicker.table(other.norm, slot.norm))
-            out[o] = Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust, inside)
-        return out
+        smap, ok = self._small_map(c, o)
+        smap, ok = fill_holes(smap, ok, self._aligner.grid(*ok.shape[::-1]), holes)
+        full, trust, inside = self._aligner.to_full(smap, ok, slot.image.shape)
+        rgb = warp(other.image, full)
+        if not repair_flicker.is_identity(other.norm, slot.norm):
+            rgb = cv2.LUT(rgb, repair_flicker.table(other.norm, slot.norm))
+        return Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust, inside)
 
     def _small_map(self, c: int, o: int) -> tuple[np.ndarray, np.ndarray]:
         if o < 0:
@@ -264,7 +322,8 @@ class RepairStage(Stage):
     def _repair(self, c: int) -> np.ndarray:
         s = self.settings
         slot = self._slots[c]
-        nbs = self._neighbours(c)
+        ahead, target = self._ahead.pop(c)
+        nbs = ahead.result() if isinstance(ahead, Future) else ahead
         img, luma = slot.image, slot.luma
         if not nbs:
             return img
@@ -291,10 +350,8 @@ class RepairStage(Stage):
             x = repair_grain.average(img, luma, nbs.values(), sigma, s.grain_strength)
         else:
             x = img.astype(np.float32)
-        if s.flicker:
-            target = repair_flicker.trend(self._levels, c, s.flicker_radius)
-            if not repair_flicker.is_identity(slot.norm, target):
-                return repair_flicker.apply(x, slot.norm, target)
+        if s.flicker and not repair_flicker.is_identity(slot.norm, target):
+            return repair_flicker.apply(x, slot.norm, target)
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
     @staticmethod

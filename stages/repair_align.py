@@ -41,6 +41,9 @@ MIN_TRUSTED = 0.25
 # Phase-correlation peak (0-1) above which the shift it gives is taken: 0.6-1 between the
 # frames of one shot (grainy, flat, shaking), about 0.1 across a cut.
 PHASE_MIN = 0.3
+# The motion around the flow's holes is smoothed at 1/(hole size / HOLE_REDUCE) of the
+# small size: a Gaussian of half the hole size still spans two reduced pixels.
+HOLE_REDUCE = 4
 
 
 @dataclass
@@ -154,11 +157,8 @@ class Aligner:
             noise = 1.4826 * median_u8(typical) if ok.sum() > 64 else 2.0
             tol = min(max(PHOTO_MIN, PHOTO_FACTOR * noise), PHOTO_MAX)
             moved = cv2.absdiff(cv2.remap(src, glob, None, cv2.INTER_LINEAR), dst)
-            h, w = ok.shape
-            inside = (glob[..., 0] >= 0) & (glob[..., 0] <= w - 1)
-            inside &= (glob[..., 1] >= 0) & (glob[..., 1] <= h - 1)
-            use = ~ok & inside & (cv2.erode(moved, np.ones((3, 3), np.uint8)) < tol)
-            use &= moved < tol
+            use = ~ok & _inside(glob, ok.shape)
+            use &= (cv2.erode(moved, np.ones((3, 3), np.uint8)) < tol) & (moved < tol)
             there[use] = glob[use]
             ok |= use
 
@@ -178,8 +178,7 @@ class Aligner:
         disp = (small_map - self.grid(sw, sh)) * np.float32([w / sw, h / sh])
         disp = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
         disp += self.grid(w, h)
-        inside = (small_map[..., 0] >= -0.5) & (small_map[..., 0] <= sw - 0.5)
-        inside &= (small_map[..., 1] >= -0.5) & (small_map[..., 1] <= sh - 0.5)
+        inside = _inside(small_map, (sh, sw), 0.5)
         masks = [
             cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
             for m in (ok, inside)
@@ -203,42 +202,50 @@ def fill_holes(
     filled from the trusted motion around them, and trusted where that lands inside the
     other picture: a speck of the frame unsettles the flow at its own place (the
     neighbour has nothing to match it), while the picture under it moves as around it.
-    Something that moves on its own there is then told by the dust stage's judgement."""
+    Something that moves on its own there is then told by the dust stage's judgement.
+
+    The motion around is a normalised Gaussian (sigma ``size / 2``) of the trusted
+    displacement, taken for all holes at once at a reduced size (the motion around a
+    hole is smooth; a Gaussian that wide costs little there)."""
     hole = (~ok).view(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(hole, connectivity=8)
     if n <= 1:
         return small_map, ok
     h, w = ok.shape
-    x, y, bw, bh = (stats[:, i] for i in range(4))
-    small = (bw <= size) & (bh <= size)
+    small = (stats[:, cv2.CC_STAT_WIDTH] <= size) & (stats[:, cv2.CC_STAT_HEIGHT] <= size)
     small[0] = False  # label 0: the trusted pixels
     if not small.any():
         return small_map, ok
+    ys, xs = np.nonzero(small[labels])
+    weight = ok.astype(np.float32)
+    field = np.dstack([(small_map - grid) * weight[..., None], weight])  # (h, w, 3)
+    sigma = max(1.0, size / 2)
+    f = max(1, size // HOLE_REDUCE)
+    if f > 1:
+        field = cv2.resize(
+            field, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA
+        )
+    field = cv2.GaussianBlur(field, (0, 0), sigma * field.shape[1] / w)
+    if f > 1:
+        field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
+    num, den = field[ys, xs, :2], field[ys, xs, 2]
+    there = grid[ys, xs] + num / np.maximum(den, 1e-3)[:, None]
+    land = (there[:, 0] >= 0) & (there[:, 0] <= w - 1) & (there[:, 1] >= 0)
+    land &= (there[:, 1] <= h - 1) & (den > 1e-3)
     out = small_map.copy()
     trusted = ok.copy()
-    weight = ok.astype(np.float32)
-    sigma = max(1.0, size / 2)
-    m = 2 * size  # the surroundings the motion is taken from
-    for i in np.flatnonzero(small):
-        x0, y0 = max(0, int(x[i]) - m), max(0, int(y[i]) - m)
-        x1, y1 = min(w, int(x[i] + bw[i]) + m), min(h, int(y[i] + bh[i]) + m)
-        here = labels[y0:y1, x0:x1] == i
-        g, wt = grid[y0:y1, x0:x1], weight[y0:y1, x0:x1]
-        num = cv2.GaussianBlur((small_map[y0:y1, x0:x1] - g) * wt[..., None], (0, 0), sigma)
-        den = cv2.GaussianBlur(wt, (0, 0), sigma)
-        there = g[here] + num[here] / np.maximum(den[here], 1e-3)[:, None]
-        land = (there[:, 0] >= 0) & (there[:, 0] <= w - 1) & (there[:, 1] >= 0)
-        land &= (there[:, 1] <= h - 1) & (den[here] > 1e-3)
-        out[y0:y1, x0:x1][here] = there
-        trusted[y0:y1, x0:x1][here] = land
+    out[ys, xs] = there
+    trusted[ys, xs] = land
     return out, trusted
 
 
 def warp(image: np.ndarray, full_map: np.ndarray) -> np.ndarray:
-    """``image`` sampled at ``full_map`` (bilinear; edges replicated: they are untrusted).
-    The map is converted to fixed point first, which makes the remap about twice as fast."""
-    m1, m2 = cv2.convertMaps(full_map, None, cv2.CV_16SC2)
-    return cv2.remap(image, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    """``image`` (uint8 RGB) sampled at ``full_map`` (bilinear; edges replicated: they are
+    untrusted). Padded to four channels for the remap: OpenCV vectorises the float-map
+    remap of one and four channels, which makes it about four times as fast as of three."""
+    rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    out = cv2.remap(rgba, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
 
 
 def median_u8(values: np.ndarray) -> float:
@@ -292,11 +299,15 @@ def _apply(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
 def _consistent(there: np.ndarray, back: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Where going ``there`` and sampling the reverse map ``back`` returns to the start,
     inside the other frame."""
-    h, w = grid.shape[:2]
-    inside = (
-        (there[..., 0] >= 0) & (there[..., 0] <= w - 1) & (there[..., 1] >= 0)
-        & (there[..., 1] <= h - 1)
-    )  # fmt: skip
     home = cv2.remap(back, there, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    err = np.square(home - grid).sum(axis=2)
-    return inside & (err < FB_TOLERANCE**2)
+    dx, dy = cv2.split(cv2.subtract(home, grid))
+    err = cv2.add(cv2.multiply(dx, dx), cv2.multiply(dy, dy))
+    return _inside(there, grid.shape) & (err < FB_TOLERANCE**2)
+
+
+def _inside(points: np.ndarray, shape: tuple[int, ...], margin: float = 0.0) -> np.ndarray:
+    """Bool: where the (x, y) of ``points`` (h, w, 2) lie inside a picture of ``shape``
+    (pixel centres from 0 to size - 1, and ``margin`` more each way)."""
+    h, w = shape[:2]
+    lo, hi = (-margin, -margin), (w - 1 + margin, h - 1 + margin)
+    return cv2.inRange(points, lo, hi) > 0

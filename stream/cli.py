@@ -138,7 +138,7 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 MALLOC_SETTINGS = ((M_ARENA_MAX, 2), (M_MMAP_THRESHOLD, 8 << 20), (M_TRIM_THRESHOLD, 64 << 20))
 
 
-def _tune_malloc() -> None:
+def tune_malloc() -> None:
     """Apply MALLOC_SETTINGS where the C library is glibc; elsewhere do nothing."""
     try:
         import ctypes
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `remaster` command."""
     try:
         _configure_logging()  # until the options say otherwise
-        _tune_malloc()
+        tune_malloc()
         argv = list(sys.argv[1:] if argv is None else argv)
         if argv[:1] == ["batch"]:  # `remaster batch INPUT... -o OUTDIR`
             from stream.batch import run_batch
