@@ -7,7 +7,8 @@ this process, interleaved ``--repeats`` times (best of each, the machine is shar
 - the repair stage alone (``RepairStage``, windows of 8 frames of one scene), in a
   process whose C library's memory settings are the CLI's (``stream.cli.tune_malloc``:
   with glibc's defaults every frame-sized temporary is a fresh mapping, and the page
-  faults cost the stage about a fifth of its speed);
+  faults cost the stage about a fifth of its speed) and BLAS on the chain's
+  ``BLAS_THREADS``;
 - the blurred pillarbox stage alone (``BlurPillarbox``, the ``--fill blur`` stage) on
   the same frames: the baseline the ratio is taken against;
 - the repair stage's CPU per frame, of the whole process and of the thread that calls
@@ -34,6 +35,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import cv2
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: make `benchmarks.*` importable
@@ -45,6 +47,7 @@ from benchmarks.outpaint_speed import CLIP, looped_clip  # noqa: E402
 from stages.base import Stage, VideoInfo, Window  # noqa: E402
 from stages.blur import BlurPillarbox  # noqa: E402
 from stages.repair import RepairStage  # noqa: E402
+from stream.chain import BLAS_THREADS  # noqa: E402
 from stream.cli import tune_malloc  # noqa: E402
 
 CLI = (sys.executable, "-m", "stream.cli")
@@ -58,11 +61,12 @@ def stage_seconds(stage: Stage, frames: list, rate: Fraction) -> tuple[float, fl
     stage.configure(VideoInfo(w, h, 1 / rate, rate))
     n = 0
     t0, cpu0, own0 = time.perf_counter(), time.process_time(), time.thread_time()
-    for a in range(0, len(frames), WINDOW):
-        b = min(len(frames), a + WINDOW)
-        window = Window(frames[a:b], list(range(a, b)), 0, a > 0, b == len(frames))
-        n += sum(1 for _ in stage.process(window))
-    n += sum(1 for _ in stage.finish())
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):  # as the chain runs a stage
+        for a in range(0, len(frames), WINDOW):
+            b = min(len(frames), a + WINDOW)
+            window = Window(frames[a:b], list(range(a, b)), 0, a > 0, b == len(frames))
+            n += sum(1 for _ in stage.process(window))
+        n += sum(1 for _ in stage.finish())
     seconds = time.perf_counter() - t0
     cpu, own = time.process_time() - cpu0, time.thread_time() - own0
     if n != len(frames):
