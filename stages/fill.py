@@ -4,11 +4,11 @@ Two layers, both multi-scale:
 
 * colour: a push-pull membrane carries the local colours into the holes, rows reaching
   twice as far as columns (horizons, floors and walls go on sideways), its row streaks
-  blurred across the rows with the distance, leaning far out towards the wide average of
-  the known colours around. The panorama's known region is what the
-  samples' foreground masks left: ragged, notched, with holes; the membrane's reach along
-  the rows stays right there, where a fill that trusts the nearest border pixel goes
-  wrong;
+  blurred across the rows with the distance, leaning far out towards an isotropic wide
+  average of the known colours (what one row's border shows is not carried to the end).
+  The panorama's known region is what the samples' foreground masks left: ragged,
+  notched, with holes; the membrane's reach along the rows stays right there, where a
+  fill that trusts the nearest border pixel goes wrong;
 * structure: where a coherent edge crosses the border (a rail, a roof line, the edge of a
   court), it is continued along its own direction (:mod:`stages.extrapolate`) over the
   membrane, weighted by its coherence and fading out with the distance.
@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 
 GAP = 0.25  # notches narrower than this share of the picture are closed before extrapolating
 # far from the known pixels the fill leans this far (full at one picture height away)
-# towards the wide average of the known colours around it: a guess that far out does
-# better as the surroundings' average than as the nearest border colours carried on (a
-# character at the frame edge streaked outwards); 0.5 raised the side PSNR of the static
-# and cut dev clips by 0.07-0.19 dB
+# towards an isotropic wide average of the known colours: the membrane carries each
+# row's border colour along the row, so a character at the frame edge became a streak to
+# the far end; the average mixes in the rows above and below. 0.5 raised the side PSNR
+# of the static and cut dev clips by 0.07-0.19 dB
 FAR_PULL = 0.5
 FAR_SCALE = 0.25  # scale of that average, in picture heights
 
@@ -108,7 +108,8 @@ def membrane(image: np.ndarray, known: np.ndarray, y_every: int, soften: float) 
 def lean_far(base: np.ndarray, image: np.ndarray, known: np.ndarray, pull: float) -> np.ndarray:
     """``base`` (float32) blended towards the normalized Gaussian average of the known
     colours (scale ``FAR_SCALE`` heights), by ``pull`` times the distance from the known
-    pixels in heights (at most ``pull``); where nothing known is within reach, ``base``."""
+    pixels in heights (at most ``pull``); where almost nothing known is within the
+    Gaussian's reach, ``base``."""
     h = known.shape[0]
     sigma = FAR_SCALE * h
     kw = known.astype(np.float32)
