@@ -4,10 +4,11 @@ Two layers, both multi-scale:
 
 * colour: a push-pull membrane carries the local colours into the holes, rows reaching
   twice as far as columns (horizons, floors and walls go on sideways), its row streaks
-  blurred across the rows with the distance. The panorama's known region is what the
-  samples' foreground masks left: ragged, notched, with holes; the membrane's reach along
-  the rows stays right there, where a fill that trusts the nearest border pixel goes
-  wrong;
+  blurred across the rows with the distance, leaning far out towards an isotropic wide
+  average of the known colours (what one row's border shows is not carried to the end).
+  The panorama's known region is what the samples' foreground masks left: ragged,
+  notched, with holes; the membrane's reach along the rows stays right there, where a
+  fill that trusts the nearest border pixel goes wrong;
 * structure: where a coherent edge crosses the border (a rail, a roof line, the edge of a
   court), it is continued along its own direction (:mod:`stages.extrapolate`) over the
   membrane, weighted by its coherence and fading out with the distance.
@@ -32,6 +33,13 @@ from stages.extrapolate import Extrapolator, KnownPyramid, enclosed_gaps
 log = logging.getLogger(__name__)
 
 GAP = 0.25  # notches narrower than this share of the picture are closed before extrapolating
+# far from the known pixels the fill leans this far (full at one picture height away)
+# towards an isotropic wide average of the known colours: the membrane carries each
+# row's border colour along the row, so a character at the frame edge became a streak to
+# the far end; the average mixes in the rows above and below. 0.5 raised the side PSNR
+# of the static and cut dev clips by 0.07-0.19 dB
+FAR_PULL = 0.5
+FAR_SCALE = 0.25  # scale of that average, in picture heights
 
 
 def _down(a: np.ndarray, y_too: bool) -> np.ndarray:
@@ -97,6 +105,22 @@ def membrane(image: np.ndarray, known: np.ndarray, y_every: int, soften: float) 
     return cv2.blendLinear(out, soft, 1 - a, a)  # no (H, W, 3) weight copies
 
 
+def lean_far(base: np.ndarray, image: np.ndarray, known: np.ndarray, pull: float) -> np.ndarray:
+    """``base`` (float32) blended towards the normalized Gaussian average of the known
+    colours (scale ``FAR_SCALE`` heights), by ``pull`` times the distance from the known
+    pixels in heights (at most ``pull``); where almost nothing known is within the
+    Gaussian's reach, ``base``."""
+    h = known.shape[0]
+    sigma = FAR_SCALE * h
+    kw = known.astype(np.float32)
+    num = cv2.GaussianBlur(image.astype(np.float32) * merge3(kw), (0, 0), sigma)
+    den = cv2.GaussianBlur(kw, (0, 0), sigma)
+    wide = num / merge3(np.maximum(den, 1e-4))
+    dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)
+    a = np.where(den > 1e-3, pull * np.clip(dist / h, 0, 1), 0).astype(np.float32)
+    return cv2.blendLinear(base, wide, 1 - a, a)
+
+
 def reduced(
     fill: Callable[[np.ndarray, np.ndarray], np.ndarray],
     image: np.ndarray,
@@ -135,11 +159,14 @@ class ClassicalFill(HoleFill):
         work_height: int = 160,
         max_pixels: int = 500_000,
         extrapolator: Extrapolator | None = None,
+        far_pull: float = FAR_PULL,
     ):
         if edge_reach <= 0 or y_every < 1 or soften <= 0:
             raise ValueError(
                 f"need edge_reach > 0, y_every >= 1, soften > 0: {edge_reach}, {y_every}, {soften}"
             )
+        if not 0 <= far_pull <= 1:
+            raise ValueError(f"far_pull must be in [0, 1], got {far_pull}")
         if work_height < 8 or max_pixels < 64:
             raise ValueError(
                 f"need work_height >= 8, max_pixels >= 64: {work_height}, {max_pixels}"
@@ -155,6 +182,7 @@ class ClassicalFill(HoleFill):
         self.y_every = y_every
         self.soften = soften  # working-size distance at which row streaks are fully blurred
         self.edges = extrapolator or Extrapolator()
+        self.far_pull = far_pull  # see FAR_PULL
 
     def __call__(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
         check_fill_inputs(image, known)
@@ -174,6 +202,8 @@ class ClassicalFill(HoleFill):
         if known.all() or not known.any():
             return image.copy() if known.all() else np.full_like(image, 128)
         base = membrane(image, known, self.y_every, self.soften)
+        if self.far_pull > 0:
+            base = lean_far(base, image, known, self.far_pull)
         h, w = known.shape
         border = known | enclosed_gaps(known, max(3, round(GAP * min(h, w))))
         if not border.all():

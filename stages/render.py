@@ -15,7 +15,7 @@ rendering's, so film flicker and exposure changes still pass at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -35,18 +35,18 @@ FOLLOW = 0.25
 def follow(
     out: np.ndarray,
     previous: np.ndarray,
-    to_previous: np.ndarray,
+    to_previous: Sequence[np.ndarray],
     sides: list[tuple[int, int]],
     weight: float = FOLLOW,
 ) -> None:
     """Blend the column ranges ``sides`` of ``out`` in place towards ``previous`` (the
-    previous output frame) warped into this frame (``to_previous``: this frame's output
-    pixels -> the previous frame's): ``weight * out + (1 - weight) * warped``, shifted so
-    that each side's mean colour stays that of ``out``; pixels the previous frame did not
-    cover keep ``out``."""
+    previous output frame) warped into this frame (``to_previous``, one per side: this
+    frame's output pixels -> the previous frame's): ``weight * out + (1 - weight) *
+    warped``, shifted so that each side's mean colour stays that of ``out``; pixels the
+    previous frame did not cover keep ``out``."""
     h = out.shape[0]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    for c0, c1 in sides:
+    for (c0, c1), move in zip(sides, to_previous, strict=True):
         if c1 <= c0:
             continue
         at_side = np.array([[1.0, 0.0, c0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -54,7 +54,7 @@ def follow(
         warped = side.copy()  # a transparent border leaves these where nothing maps
         cv2.warpPerspective(
             previous,
-            to_previous @ at_side,
+            move @ at_side,
             (c1 - c0, h),
             dst=warped,
             flags=flags,
@@ -100,20 +100,22 @@ class Renderer:
         ox, w = render.offset, render.in_width
         # not the seam's cross-fade: the original mirrored there follows the picture itself
         sides = [(0, ox - render.fade), (ox + w + render.fade, render.out_width)]
-        previous: tuple[np.ndarray, np.ndarray, float] | None = None  # output, view, weight
+        # output, its sides' views, weight
+        previous: tuple[np.ndarray, tuple[np.ndarray, ...], float] | None = None
         for frame, view, weight in zip(frames, views, weights, strict=True):
-            out = None
+            out, moved = None, (view, view)
             if weight > WEIGHT_EPS:
-                out = render.render(frame, panorama, view, unreliable, falloff, gate)
+                moved = render.side_views(frame, panorama, view, unreliable, falloff)
+                out = render.render(frame, panorama, view, unreliable, falloff, gate, moved)
             if weight < 1 - WEIGHT_EPS:
                 out = self._blend(out, self.own.render(frame, gate), float(weight), gate)
             assert out is not None
             if previous is not None:
                 trust = min(float(weight), previous[2])
                 if trust > WEIGHT_EPS:
-                    to_previous = np.linalg.inv(previous[1]) @ view
-                    follow(out, previous[0], to_previous, sides, 1 - (1 - FOLLOW) * trust)
-            previous = out.copy(), view, float(weight)  # the caller may change what it gets
+                    moves = [np.linalg.inv(p) @ v for p, v in zip(previous[1], moved, strict=True)]
+                    follow(out, previous[0], moves, sides, 1 - (1 - FOLLOW) * trust)
+            previous = out.copy(), moved, float(weight)  # the caller may change what it gets
             yield out
 
     def _blend(

@@ -30,6 +30,12 @@ from stages.gate import GatePatch
 # which a seam-band pixel of the panorama agrees with the frame: tight enough that an
 # unrelated panorama rarely agrees by chance, loose enough for grain and compression
 AGREE_LEVELS = 12
+# columns inside the picture next to each seam on which the panorama's rendering is
+# aligned to the frame, as a share of its width: 64 px at 640, enough for a clear
+# phase-correlation peak, near enough to the seam to stand for the side
+ALIGN_SHARE = 0.1
+ALIGN_MAX = 3.0  # px: a larger shift is a character at the edge or a wrong peak
+ALIGN_RESPONSE = 0.1  # phase-correlation peak under which the shift is not trusted
 
 
 def warp_area(
@@ -92,6 +98,8 @@ class Resampler:
         self._spread: dict[tuple[int, bool], np.ndarray] = {}
         # (band * 3, 3): a product with it sums a band row's columns per channel
         self._per_channel = np.tile(np.eye(3, dtype=np.float32), (self.band, 1))
+        self.align = max(8, round(in_width * ALIGN_SHARE))
+        self._window = cv2.createHanningWindow((self.align, height), cv2.CV_32F)
 
     def render(
         self,
@@ -101,9 +109,11 @@ class Resampler:
         unreliable: np.ndarray | None = None,
         falloff: np.ndarray | None = None,
         gate: GatePatch | None = None,
+        sides: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Widened frame. ``view`` maps output pixels to ``panorama`` pixels
-        (:func:`stages.regions.view_to_canvas`); ``unreliable`` (bool, frame size) marks
+        (:func:`stages.regions.view_to_canvas`), ``sides`` those of the left and right
+        side (:meth:`side_views`; ``view`` when None); ``unreliable`` (bool, frame size) marks
         frame pixels that must not be mirrored outwards; ``falloff`` ((h, out_width, 3)
         float32) multiplies the panorama where it is rendered (the lens's vignetting,
         :mod:`stages.vignette`); ``gate``: the film gate inside the picture, which the
@@ -117,12 +127,14 @@ class Resampler:
         ox, b = self.offset, self.band
         out[:, ox : ox + w] = frame
         right = self.out_width - ox - w
-        for is_left, width in ((True, ox), (False, right)):
+        moved = sides or (view, view)
+        for is_left, width, side_view in zip((True, False), (ox, right), moved, strict=True):
             if width <= 0:
                 continue
             # the side plus the band under the original (for the colour match), warped at once
             x0 = 0 if is_left else ox + w - b
-            strip = warp_area(panorama, view, slice(0, h), slice(x0, x0 + width + b), falloff)
+            cols = slice(x0, x0 + width + b)
+            strip = warp_area(panorama, side_view, slice(0, h), cols, falloff)
             fcols = slice(0, b) if is_left else slice(w - b, w)
             if is_left:
                 band, side = strip[:, width:], strip[:, :width]
@@ -149,6 +161,36 @@ class Resampler:
             else:
                 out[:, ox + w :] = side
         return out
+
+    def side_views(
+        self,
+        frame: np.ndarray,
+        panorama: np.ndarray,
+        view: np.ndarray,
+        unreliable: np.ndarray | None = None,
+        falloff: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``view`` for the left and the right side, each moved by the sub-pixel shift that
+        aligns the panorama's rendering of the ``align`` columns inside its seam with the
+        frame there (phase correlation): registration runs at a reduced width and errs
+        most at the frame's edges, where the sides join, and its error changes from frame
+        to frame (flicker in the sides). Unmoved where the match is weak or the shift
+        large. ``unreliable`` pixels (film gate) count as black in both."""
+        h, w, ox, s = self.height, self.in_width, self.offset, self.align
+        out = []
+        for cols in (slice(0, s), slice(w - s, w)):
+            out_cols = slice(ox + cols.start, ox + cols.stop)
+            pano = warp_area(panorama, view, slice(0, h), out_cols, falloff)
+            a = cv2.cvtColor(frame[:, cols], cv2.COLOR_RGB2GRAY).astype(np.float32)
+            b = cv2.cvtColor(pano, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            if unreliable is not None:
+                a[unreliable[:, cols]] = b[unreliable[:, cols]] = 0
+            (dx, dy), response = cv2.phaseCorrelate(a, b, self._window)
+            if not (response >= ALIGN_RESPONSE and max(abs(dx), abs(dy)) <= ALIGN_MAX):
+                out.append(view)
+            else:  # the panorama showed what the frame has at +(dx, dy): look there
+                out.append(view @ np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]]))
+        return out[0], out[1]
 
     def repair(
         self,

@@ -209,3 +209,21 @@ def test_a_notch_in_the_border_does_not_break_a_band():
     out = ClassicalFill()(img, known)
     far = out[:, w - 20]  # 45 px beyond the notch
     assert far[80].max() < 110 and far[30].min() > 140 and far[130].min() > 140
+
+
+def test_far_out_a_character_at_the_border_is_not_streaked_to_the_end():
+    """A dark character at the picture's left edge (rows 40-80) on a grey wall: the
+    membrane carries its colour along its rows to the far end of the hole; leaning
+    towards the wide average mixes in the wall above and below there, while next to
+    the border the character's colour still continues."""
+    h, w, side = 120, 240, 60
+    image = np.full((h, w, 3), 150, np.uint8)
+    image[40:80, side : side + 12] = 30
+    known = sides(h, w, side)
+    leaning = ClassicalFill(work_height=h)(image, known).astype(float)
+    plain = ClassicalFill(work_height=h, far_pull=0.0)(image, known).astype(float)
+    far, near = (slice(40, 80), slice(0, 10)), (slice(40, 80), slice(side - 3, side))
+    assert leaning[far].mean() > plain[far].mean() + 8
+    assert abs(leaning[near].mean() - plain[near].mean()) < 3
+    with pytest.raises(ValueError, match="far_pull"):
+        ClassicalFill(far_pull=1.5)

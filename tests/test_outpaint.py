@@ -197,6 +197,57 @@ def test_mirror_fade_reaches_only_fade_columns():
         Resampler(W, OUT_W, H, band=4, fade=5)
 
 
+def shift(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+BIG_W, BIG_H = 640, 480  # the phase correlation needs the strip width of a real frame
+BIG_OUT = widened_width(BIG_W, BIG_H, Fraction(16, 9))
+BIG_OX = (BIG_OUT - BIG_W) // 2
+
+
+def textured(seed: int) -> np.ndarray:
+    """A panorama of blurred noise: a clear correlation peak everywhere."""
+    noise = np.random.default_rng(seed).integers(0, 255, (BIG_H + 40, BIG_OUT + 40, 3))
+    return cv2.GaussianBlur(noise.astype(np.uint8), (0, 0), 2.0)
+
+
+def warp(pano: np.ndarray, view: np.ndarray) -> np.ndarray:
+    """The widened output frame that ``view`` (output -> panorama pixels) shows."""
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpPerspective(pano, view, (BIG_OUT, BIG_H), flags=flags)
+
+
+def test_side_views_undo_a_registration_error_at_the_seams():
+    """The view errs by (1.6, -0.8) px: each side's view is moved back onto the truth,
+    and the rendered sides match the true background better than with the view alone."""
+    pano, true = textured(3), shift(20.0, 20.0)  # output pixels -> panorama pixels
+    wide = warp(pano, true)
+    frame = np.ascontiguousarray(wide[:, BIG_OX : BIG_OX + BIG_W])
+    wrong = true @ shift(1.6, -0.8)
+    r = Resampler(BIG_W, BIG_OUT, BIG_H)
+    views = r.side_views(frame, pano, wrong)
+    for v in views:
+        assert np.abs(v - true).max() < 0.25
+    cols = np.r_[0 : BIG_OX - r.fade, BIG_OX + BIG_W + r.fade : BIG_OUT]
+    err = [
+        np.abs(r.render(frame, pano, wrong, sides=s)[:, cols].astype(int) - wide[:, cols]).mean()
+        for s in (None, views)
+    ]
+    assert err[1] < 0.5 * err[0]
+
+
+def test_side_views_stay_put_on_flat_edges_and_large_shifts():
+    """Nothing to align on, or a shift too large to be registration error: no move."""
+    r, view = Resampler(BIG_W, BIG_OUT, BIG_H), shift(20.0, 20.0)
+    flat = np.full((BIG_H + 40, BIG_OUT + 40, 3), 120, np.uint8)
+    frame = np.full((BIG_H, BIG_W, 3), 120, np.uint8)
+    assert all(np.abs(v - view).max() < 0.05 for v in r.side_views(frame, flat, view))
+    pano = textured(4)
+    frame = np.ascontiguousarray(warp(pano, view @ shift(8.0, 0.0))[:, BIG_OX : BIG_OX + BIG_W])
+    assert all(np.array_equal(v, view) for v in r.side_views(frame, pano, view))
+
+
 def test_scene_where_nothing_registers_still_gets_sides_from_its_own_frames():
     """Independent noise frames: only the reference registers (the tracker flags the rest);
     the sides still take the scene's colours from what did register, not a flat grey."""
