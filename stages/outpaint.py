@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -172,7 +172,7 @@ class PanoramaOutpaint(Stage):
         self._info = info
         self._resampler = Resampler(info.width, out_w, info.height)
         own = FallbackRenderer(self.frame_fill, info.width, out_w, info.height)
-        self._renderer = Renderer(self._resampler, own, self._confidence)
+        self._renderer = Renderer(self._resampler, own, self._confidence, self._submit)
         if self._registrations is not None:
             self._registrations.close()
         self._registrations = Registrations((info.width, info.height), self.model, self.work_width)
@@ -300,9 +300,16 @@ class PanoramaOutpaint(Stage):
         """``map`` on ``POOL_THREADS`` threads (OpenCV and numpy release the GIL): the
         per-window work would otherwise leave the second core idle while nothing decodes
         or encodes. Results in order; deterministic."""
+        return self._executor().map(fn, items)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """``fn(*args)`` on the same threads as :meth:`_map`."""
+        return self._executor().submit(fn, *args)
+
+    def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="remaster-panorama")
-        return self._pool.map(fn, items)
+        return self._pool
 
     def _falloff(self, display: SceneDisplay) -> np.ndarray | None:
         """The lens falloff over the widened frame, relative to the display's headroom."""

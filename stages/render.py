@@ -15,7 +15,10 @@ rendering's, so film flicker and exposure changes still pass at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -30,6 +33,31 @@ WEIGHT_EPS = 1e-3  # panorama weights this close to 0 or 1 skip the other render
 # warped into this view: an exponential window of about four frames; 0.5 kept about half
 # the gain in side TDE on the dev clips, 0.15 added little and lags changes longer
 FOLLOW = 0.25
+# frames of a part drawn from the panorama ahead of the one being followed, in the
+# stage's threads: enough to keep two threads busy; each holds one output frame
+DRAW_AHEAD = 2
+
+T = TypeVar("T")
+Submit = Callable[..., "Future[Any]"]
+
+
+def ahead(
+    fn: Callable[..., T], items: Iterable[tuple], submit: Submit | None, depth: int = DRAW_AHEAD
+) -> Iterator[T]:
+    """``fn(*item)`` for each of ``items``, in order; with ``submit`` (an executor's),
+    up to ``depth`` items are worked on while the caller takes the one before. The results
+    are the same either way."""
+    if submit is None:
+        for item in items:
+            yield fn(*item)
+        return
+    pending: deque[Future[T]] = deque()
+    for item in items:
+        pending.append(submit(fn, *item))
+        if len(pending) > depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def follow(
@@ -67,10 +95,20 @@ def follow(
 
 
 class Renderer:
-    """Renders parts in order; the confidence's smoothing carries from part to part."""
+    """Renders parts in order; the confidence's smoothing carries from part to part.
+    With ``submit`` (an executor's), what each frame draws from the panorama is worked
+    out in its threads a few frames ahead (:func:`ahead`); the fallback fill and
+    :func:`follow` stay in order on the caller's thread."""
 
-    def __init__(self, resampler: Resampler, own: FallbackRenderer, confidence: Confidence):
+    def __init__(
+        self,
+        resampler: Resampler,
+        own: FallbackRenderer,
+        confidence: Confidence,
+        submit: Submit | None = None,
+    ):
         self.resampler, self.own, self.confidence = resampler, own, confidence
+        self.submit = submit
 
     def alone(self, frames: list[np.ndarray], gate: GatePatch | None) -> Iterator[np.ndarray]:
         """Frames of no segment: from their own pixels."""
@@ -92,30 +130,40 @@ class Renderer:
         ``registration`` confidence (see :meth:`stages.resample.Resampler.render` for
         the rest). Each side follows the previous frame's (:func:`follow`)."""
         render = self.resampler
-        shares = [
-            render.agreement(f, panorama, v, unreliable, falloff)
-            for f, v in zip(frames, views, strict=True)
-        ]
+
+        def agree(frame: np.ndarray, view: np.ndarray) -> tuple[float, float]:
+            return render.agreement(frame, panorama, view, unreliable, falloff)
+
+        def draw(
+            frame: np.ndarray, view: np.ndarray, weight: float
+        ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
+            """The frame drawn from the panorama (None at weight 0), its sides' views."""
+            if weight <= WEIGHT_EPS:
+                return None, (view, view)
+            moved = render.side_views(frame, panorama, view, unreliable, falloff)
+            return render.render(frame, panorama, view, unreliable, falloff, gate, moved), moved
+
+        pairs = list(zip(frames, views, strict=True))
+        shares = list(ahead(agree, pairs, self.submit))
         weights = registration * self.confidence.agreement(np.array(shares))
         ox, w = render.offset, render.in_width
         # not the seam's cross-fade: the original mirrored there follows the picture itself
         sides = [(0, ox - render.fade), (ox + w + render.fade, render.out_width)]
         # output, its sides' views, weight
         previous: tuple[np.ndarray, tuple[np.ndarray, ...], float] | None = None
-        for frame, view, weight in zip(frames, views, weights, strict=True):
-            out, moved = None, (view, view)
-            if weight > WEIGHT_EPS:
-                moved = render.side_views(frame, panorama, view, unreliable, falloff)
-                out = render.render(frame, panorama, view, unreliable, falloff, gate, moved)
+        items = [(f, v, float(wt)) for (f, v), wt in zip(pairs, weights, strict=True)]
+        for (frame, _, weight), (out, moved) in zip(
+            items, ahead(draw, items, self.submit), strict=True
+        ):
             if weight < 1 - WEIGHT_EPS:
-                out = self._blend(out, self.own.render(frame, gate), float(weight), gate)
+                out = self._blend(out, self.own.render(frame, gate), weight, gate)
             assert out is not None
             if previous is not None:
-                trust = min(float(weight), previous[2])
+                trust = min(weight, previous[2])
                 if trust > WEIGHT_EPS:
                     moves = [np.linalg.inv(p) @ v for p, v in zip(previous[1], moved, strict=True)]
                     follow(out, previous[0], moves, sides, 1 - (1 - FOLLOW) * trust)
-            previous = out.copy(), moved, float(weight)  # the caller may change what it gets
+            previous = out.copy(), moved, weight  # the caller may change what it gets
             yield out
 
     def _blend(

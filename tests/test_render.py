@@ -4,6 +4,8 @@ never touched. Synthetic frames and clips."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import cv2
@@ -111,3 +113,37 @@ def test_film_flicker_passes_into_the_sides_at_once():
         )
         step_side = float(out[i][:, :OX].mean()) - float(out[i - 1][:, :OX].mean())
         assert abs(step_side - step_centre) < 0.25 * abs(step_centre), f"frame {i}"
+
+
+def test_ahead_keeps_order_and_works_at_most_depth_items_ahead():
+    taken = 0
+
+    def slow_square(i: int) -> int:
+        # an item is handed out only once the one `depth` before it was taken
+        assert i <= taken + 2
+        time.sleep(0.002 * (i % 3))  # later items may finish first: order must hold
+        return i * i
+
+    items = [(i,) for i in range(12)]
+    with ThreadPoolExecutor(2) as pool:
+        out = []
+        for value in render.ahead(slow_square, items, pool.submit, 2):
+            out.append(value)
+            taken += 1
+    assert out == [i * i for i in range(12)]
+    assert list(render.ahead(slow_square, items, None)) == out
+
+
+def test_frames_drawn_in_threads_are_the_frames_drawn_inline(monkeypatch: pytest.MonkeyPatch):
+    frames, _ = grainy_pan()
+    threaded = widen(frames)
+    monkeypatch.setattr(render.Renderer, "__init__", inline_renderer_init)
+    inline = widen(frames)
+    assert all(np.array_equal(a, b) for a, b in zip(threaded, inline, strict=True))
+
+
+_init = render.Renderer.__init__
+
+
+def inline_renderer_init(self, resampler, own, confidence, submit=None) -> None:  # noqa: ANN001
+    _init(self, resampler, own, confidence, None)
