@@ -36,8 +36,8 @@ GAP = 0.25  # notches narrower than this share of the picture are closed before 
 # far from the known pixels the fill leans this far (full at one picture height away)
 # towards an isotropic wide average of the known colours: the membrane carries each
 # row's border colour along the row, so a character at the frame edge became a streak to
-# the far end; the average mixes in the rows above and below. 0.5 raised the side PSNR
-# of the static and cut dev clips by 0.07-0.19 dB
+# the far end; the average mixes in the rows above and below (half: the rows' own
+# colour still counts)
 FAR_PULL = 0.5
 FAR_SCALE = 0.25  # scale of that average, in picture heights
 

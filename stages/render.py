@@ -30,8 +30,8 @@ from stages.resample import Resampler
 
 WEIGHT_EPS = 1e-3  # panorama weights this close to 0 or 1 skip the other rendering
 # weight of the current rendering in each side, the rest from the previous frame's side
-# warped into this view: an exponential window of about four frames; 0.5 kept about half
-# the gain in side TDE on the dev clips, 0.15 added little and lags changes longer
+# warped into this view: an exponential window of about four frames, long enough to damp
+# flicker, short enough not to lag behind changes
 FOLLOW = 0.25
 # frames of a part drawn from the panorama ahead of the one being followed, in the
 # stage's threads: enough to keep two threads busy; each holds one output frame

@@ -230,8 +230,7 @@ def fill_holes(
         field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
     num, den = field[ys, xs, :2], field[ys, xs, 2]
     there = grid[ys, xs] + num / np.maximum(den, 1e-3)[:, None]
-    land = (there[:, 0] >= 0) & (there[:, 0] <= w - 1) & (there[:, 1] >= 0)
-    land &= (there[:, 1] <= h - 1) & (den > 1e-3)
+    land = _inside(there[:, None], ok.shape)[:, 0] & (den > 1e-3)
     out = small_map.copy()
     trusted = ok.copy()
     out[ys, xs] = there
