@@ -43,13 +43,13 @@ class GateDetector:
     def update(self, small_frames: list[np.ndarray]) -> None:
         """Add frames (any fixed small size) to the running luminance mean."""
         for f in small_frames:
-            y = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float64)
+            y = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
             if self._sum is None or self._sum.shape != y.shape:
-                self._sum, self._count = np.zeros_like(y), 0
-                self._sq = np.zeros_like(y) if self.max_cv is not None else None
-            self._sum += y
+                self._sum, self._count = np.zeros(y.shape, np.float64), 0
+                self._sq = np.zeros(y.shape, np.float64) if self.max_cv is not None else None
+            cv2.accumulate(y, self._sum)  # in float64, exact for these integer sums
             if self._sq is not None:
-                self._sq += y * y
+                cv2.accumulateSquare(y, self._sq)
             self._count += 1
 
     def copy(self) -> GateDetector:

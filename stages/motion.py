@@ -80,11 +80,14 @@ def is_flat(rgb: np.ndarray) -> bool:
 def normalized_gray(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Gray image at ``size`` (w, h) with mean/contrast normalised, so flicker and flashes
     do not break brightness-constancy tracking."""
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if rgb.shape[1::-1] != size:
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     mean, std = float(gray.mean()), float(gray.std())
-    out = (gray - mean) * (48.0 / max(std, 4.0)) + 128.0
-    return np.clip(out, 0, 255).astype(np.uint8)
+    np.subtract(gray, mean, out=gray)  # in place: the same float32 steps, no temporaries
+    np.multiply(gray, 48.0 / max(std, 4.0), out=gray)
+    np.add(gray, 128.0, out=gray)
+    return np.clip(gray, 0, 255, out=gray).astype(np.uint8)
 
 
 def _panzoom_ls(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -233,12 +236,19 @@ class MotionTracker:
         return pred if np.isfinite(pred).all() and 0.8 < ratio < 1.25 else b
 
     def track(
-        self, frames: list[np.ndarray], masks: list[np.ndarray] | None = None
+        self,
+        frames: list[np.ndarray],
+        masks: list[np.ndarray] | None = None,
+        small: list[np.ndarray] | None = None,
     ) -> list[Motion]:
         """Motion of each frame; ``masks`` (bool, frame size, True = static background usable
-        for features) keep features off characters and film-gate borders."""
+        for features) keep features off characters and film-gate borders. ``small``: the
+        frames already shrunk to the working size (``cv2.INTER_AREA``, :meth:`scales`), for
+        a caller that has them anyway: the result is the same."""
         if masks is not None and len(masks) != len(frames):
             raise ValueError(f"{len(masks)} masks for {len(frames)} frames")
+        if small is not None and len(small) != len(frames):
+            raise ValueError(f"{len(small)} small frames for {len(frames)} frames")
         if not frames:
             return []
         size, s = self.scales(frames[0].shape)
@@ -247,13 +257,18 @@ class MotionTracker:
         for i, frame in enumerate(frames):
             if frame.shape != frames[0].shape:
                 raise ValueError(f"frame {i} has shape {frame.shape}, expected {frames[0].shape}")
-            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-            gray = normalized_gray(small, size)
+            if small is None:
+                shrunk = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            elif small[i].shape[1::-1] != size:
+                raise ValueError(f"small frame {i} is {small[i].shape}, expected size {size}")
+            else:
+                shrunk = small[i]
+            gray = normalized_gray(shrunk, size)
             mask = None
             if masks is not None:
                 mask = cv2.resize(masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
                 mask = mask > 0
-            flat = is_flat(small)
+            flat = is_flat(shrunk)
             if not self._keys:
                 out.append(self._start(gray, mask, flat))
                 continue

@@ -53,7 +53,8 @@ class Registrar:
         self.tracker, self.work, self.worker = tracker, work, worker
         self.gate = gate or GateDetector()  # at the tracker's working size
         self.taken = 0  # frames handed to windows
-        self._queue: deque[np.ndarray] = deque()  # seen, not submitted yet
+        # seen, not submitted yet: (frame, frame at the working size)
+        self._queue: deque[tuple[np.ndarray, np.ndarray]] = deque()
         self._done: list[Future[Motion]] = []  # submitted, not taken yet
         self._ids: deque[int] = deque()  # id() of every frame seen and not taken
         self._seen = 0
@@ -66,9 +67,10 @@ class Registrar:
 
     def see(self, image: np.ndarray) -> None:
         """Queue the scene's next frame; frames ``TRACK_LAG`` older go to the worker."""
-        self.gate.update([cv2.resize(image, self.work, interpolation=cv2.INTER_AREA)])
+        small = cv2.resize(image, self.work, interpolation=cv2.INTER_AREA)
+        self.gate.update([small])
         self._seen += 1
-        self._queue.append(image)
+        self._queue.append((image, small))  # the tracker shrinks frames the same way
         self._ids.append(id(image))
         while len(self._queue) > TRACK_LAG:
             self._submit(final=False)
@@ -82,8 +84,10 @@ class Registrar:
         if old != k and (final or old // MASK_EVERY != k // MASK_EVERY):
             self._mask = k, ~self.gate.mask(self.work)
         assert self._mask is not None
-        image, mask = self._queue.popleft(), self._mask[1]
-        self._done.append(self.worker.submit(lambda: self.tracker.track([image], [mask])[0]))
+        (image, small), mask = self._queue.popleft(), self._mask[1]
+        self._done.append(
+            self.worker.submit(lambda: self.tracker.track([image], [mask], [small])[0])
+        )
 
     def take(self, frames: Sequence[np.ndarray]) -> list[Motion] | None:
         """Motions of the next ``frames`` of the scene (seeing those not seen yet); None

@@ -167,3 +167,15 @@ def test_long_failure_during_a_zoom_stays_bounded():
     for m in ms:
         assert np.isfinite(m.H).all()
         assert 0.5 < abs(np.linalg.det(m.H[:2, :2] / m.H[2, 2])) < 2.0
+
+
+def test_frames_shrunk_by_the_caller_give_the_same_motions():
+    clip = panning_clip(n=12, pan=2.5)
+    tracker = MotionTracker()
+    size = tracker.scales(clip.frames[0].shape)[0]
+    small = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in clip.frames]
+    a = MotionTracker().track(clip.frames)
+    b = tracker.track(clip.frames, small=small)
+    assert [m.H.tolist() for m in a] == [m.H.tolist() for m in b]
+    with pytest.raises(ValueError, match="small frame 0"):
+        MotionTracker().track(clip.frames[:1], small=[small[0][:-2]])

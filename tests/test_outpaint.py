@@ -280,11 +280,11 @@ def test_frames_of_no_segment_take_their_sides_from_their_own_pixels(monkeypatch
     real_track = motion.MotionTracker.track
     calls = []
 
-    def lost(self, frames, masks=None):
+    def lost(self, frames, masks=None, small=None):
         calls.append(1)
         if len(calls) > 4:  # the scene's second window: nothing registers
             return [motion.Motion(far.copy(), False, segment=-1) for _ in frames]
-        return real_track(self, frames, masks)
+        return real_track(self, frames, masks, small)
 
     monkeypatch.setattr(motion.MotionTracker, "track", lost)
     st = PanoramaOutpaint(Fraction(16, 9))
@@ -372,11 +372,11 @@ def test_tracking_error_on_the_worker_is_raised_by_process(monkeypatch):
     calls = []
     track = MotionTracker.track
 
-    def failing(self, frames, masks=None):
+    def failing(self, frames, masks=None, small=None):
         calls.append(threading.current_thread())
         if len(calls) == 5:
             raise RuntimeError("tracking broke")
-        return track(self, frames, masks)
+        return track(self, frames, masks, small)
 
     monkeypatch.setattr(MotionTracker, "track", failing)
     st = PanoramaOutpaint(Fraction(16, 9))

@@ -62,8 +62,8 @@ def test_a_frame_with_garbage_registration_renders_no_panorama_pixels(monkeypatc
     real = motion.MotionTracker.track
     seen = []
 
-    def garbage(self, fs, masks=None):
-        got = real(self, fs, masks)
+    def garbage(self, fs, masks=None, small=None):
+        got = real(self, fs, masks, small)
         seen.append(1)
         if len(seen) == bad + 1:
             got[0].H = np.array([[0.7, 0.3, 90.0], [-0.3, 0.7, 60.0], [0, 0, 1.0]])
