@@ -60,6 +60,15 @@ def ahead(
         yield pending.popleft().result()
 
 
+def add_offsets(image: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
+    """``image`` (float32, (h, w, 3)) plus per-channel ``offsets``, rounded and saturated to
+    uint8: the values of ``cv2.add(image, (*offsets, 0), dtype=cv2.CV_8U)``, which OpenCV
+    works out several times slower through its path for a scalar of another type."""
+    h, w, c = image.shape
+    row = np.tile(np.float32(offsets), w)[None]
+    return cv2.add(image, cv2.repeat(row, h, 1).reshape(h, w, c), dtype=cv2.CV_8U)
+
+
 def follow(
     out: np.ndarray,
     previous: np.ndarray,
@@ -91,7 +100,7 @@ def follow(
         blend = cv2.addWeighted(side, weight, warped, 1.0 - weight, 0.0, dtype=cv2.CV_32F)
         # the colour stays the current frame's (film flicker, exposure): only detail follows
         shift = np.subtract(cv2.mean(side)[:3], cv2.mean(blend)[:3])
-        out[:, c0:c1] = cv2.add(blend, (*shift, 0.0), dtype=cv2.CV_8U)
+        out[:, c0:c1] = add_offsets(blend, shift)
 
 
 class Renderer:

@@ -15,7 +15,7 @@ import pytest
 from stages import render
 from stages.base import VideoInfo, Window, widened_width
 from stages.outpaint import PanoramaOutpaint
-from stages.render import FOLLOW, follow
+from stages.render import FOLLOW, add_offsets, follow
 from tests.synthetic import panning_clip
 
 W, H = 160, 120
@@ -147,3 +147,11 @@ _init = render.Renderer.__init__
 
 def inline_renderer_init(self, resampler, own, confidence, submit=None) -> None:  # noqa: ANN001
     _init(self, resampler, own, confidence, None)
+
+
+def test_add_offsets_is_opencvs_scalar_add():
+    rng = np.random.default_rng(5)
+    image = rng.uniform(-20, 275, (37, 23, 3)).astype(np.float32)
+    offsets = (1.37, -2.5, 0.5)
+    want = cv2.add(image, (*offsets, 0.0), dtype=cv2.CV_8U)
+    assert np.array_equal(add_offsets(image, offsets), want)
