@@ -36,7 +36,7 @@ import numpy as np
 
 from . import repair_dust, repair_flicker, repair_grain, repair_scratch
 from .base import Frame, Stage, VideoInfo, Window
-from .repair_align import Aligner, Link, Neighbour, Small, compose, fill_holes, warp
+from .repair_align import Aligner, Link, Neighbour, Small, compose, fill_holes, nonzero, warp
 from .repair_flicker import Level
 
 log = logging.getLogger(__name__)
@@ -296,11 +296,11 @@ class RepairStage(Stage):
         holes = max(2, round(HOLE_SPECKS * self.settings.dust_max_size * slot.small.gray.shape[0]))
         smap, ok = self._small_map(c, o)
         smap, ok = fill_holes(smap, ok, self._aligner.grid(*ok.shape[::-1]), holes)
-        full, trust, inside = self._aligner.to_full(smap, ok, slot.image.shape)
+        full, trust, seen = self._aligner.to_full(smap, ok, slot.image.shape)
         rgb = warp(other.image, full)
         if not repair_flicker.is_identity(other.norm, slot.norm):
             rgb = cv2.LUT(rgb, repair_flicker.table(other.norm, slot.norm))
-        return Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust, inside)
+        return Neighbour(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), trust, seen)
 
     def _small_map(self, c: int, o: int) -> tuple[np.ndarray, np.ndarray]:
         if o < 0:
@@ -361,7 +361,7 @@ class RepairStage(Stage):
         """Scratch pixels (already filled from the sides) taken from the mean of the trusted
         neighbours where at least two are and they agree (a pan shows what the scratch
         hid; where the neighbours differ, the fill from the sides is the safer guess)."""
-        ys, xs = np.nonzero(holes)
+        ys, xs = nonzero(holes)
         values = [nb.colour(ys, xs) for nb in nbs.values()]
         trusted = [nb.ok[ys, xs] for nb in nbs.values()]
         if len(values) < 2:

@@ -18,6 +18,7 @@ A, its (x, y) position in frame B's small grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -62,7 +63,14 @@ class Neighbour:
     rgb: np.ndarray
     luma: np.ndarray
     ok: np.ndarray
-    inside: np.ndarray  # bool: the place lies inside the neighbour's picture at all
+    seen: np.ndarray  # bool on the flow grid: the place lies inside the neighbour's picture
+
+    @cached_property
+    def inside(self) -> np.ndarray:
+        """``seen`` at full size (bool): made only when asked for (rarely needed)."""
+        h, w = self.ok.shape
+        small = self.seen.view(np.uint8)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
 
     def colour(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Float32 (n, 3) colours at the pixels (ys, xs)."""
@@ -172,18 +180,16 @@ class Aligner:
         self, small_map: np.ndarray, ok: np.ndarray, shape: tuple[int, ...]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A small-grid map as a full-resolution remap map (H, W, 2), its bool trust, and
-        where it points inside the other picture."""
+        where it points inside the other picture (bool, on the small grid)."""
         h, w = shape[:2]
         sh, sw = small_map.shape[:2]
-        disp = (small_map - self.grid(sw, sh)) * np.float32([w / sw, h / sh])
+        scale = tuple(float(np.float32(v)) for v in (w / sw, h / sh, 0, 0))
+        # OpenCV's arithmetic: numpy's over a trailing axis of two is many times slower
+        disp = cv2.multiply(cv2.subtract(small_map, self.grid(sw, sh)), scale)
         disp = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
         disp += self.grid(w, h)
-        inside = _inside(small_map, (sh, sw), 0.5)
-        masks = [
-            cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
-            for m in (ok, inside)
-        ]
-        return disp, masks[0], masks[1]
+        trust = cv2.resize(ok.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        return disp, trust.view(bool), _inside(small_map, (sh, sw), 0.5)
 
 
 def compose(
@@ -208,7 +214,7 @@ def fill_holes(
     displacement, taken for all holes at once at a reduced size (the motion around a
     hole is smooth; a Gaussian that wide costs little there)."""
     hole = (~ok).view(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole, connectivity=8)
+    n, labels, stats = blobs(hole)
     if n <= 1:
         return small_map, ok
     h, w = ok.shape
@@ -216,9 +222,10 @@ def fill_holes(
     small[0] = False  # label 0: the trusted pixels
     if not small.any():
         return small_map, ok
-    ys, xs = np.nonzero(small[labels])
+    ys, xs = nonzero(np.take(small.view(np.uint8), labels))
     weight = ok.astype(np.float32)
-    field = np.dstack([(small_map - grid) * weight[..., None], weight])  # (h, w, 3)
+    dx, dy = cv2.split(cv2.subtract(small_map, grid))  # by OpenCV: as numpy's, faster
+    field = cv2.merge([cv2.multiply(dx, weight), cv2.multiply(dy, weight), weight])
     sigma = max(1.0, size / 2)
     f = max(1, size // HOLE_REDUCE)
     if f > 1:
@@ -245,6 +252,26 @@ def warp(image: np.ndarray, full_map: np.ndarray) -> np.ndarray:
     rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
     out = cv2.remap(rgba, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+
+
+def nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2-D uint8 or bool ``mask`` (rows, columns; in the same order),
+    by OpenCV: many times as fast on a frame with few set pixels."""
+    pts = cv2.findNonZero(mask.view(np.uint8))
+    if pts is None:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    pts = pts.reshape(-1, 2)
+    return pts[:, 1].astype(np.intp), pts[:, 0].astype(np.intp)
+
+
+def blobs(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """8-connected components of a uint8 ``mask``: count (with the background, label 0),
+    int32 labels and OpenCV's stats. By Grana's block-based algorithm: about three times
+    as fast as OpenCV's default on a frame of scattered grain-sized blobs."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        mask, 8, cv2.CV_32S, cv2.CCL_GRANA
+    )
+    return n, labels, stats
 
 
 def median_u8(values: np.ndarray) -> float:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .repair_align import Neighbour, median_u8
+from .repair_align import Neighbour, blobs, median_u8, nonzero
 from .repair_specks import PAIRS, Judge
 
 # Blur (px) before comparing: thins the grain more than it dims a speck.
@@ -68,10 +68,10 @@ def find_and_remove(
     # the threshold and its parts per pixel, by lookup of the neighbour's level
     threshold, half, part, third = (cv2.LUT(level, table // k) for k in (1, 2, QUARTER, 3))
     contrast, pair_of, odd = _contrast(smooth, near, neighbours, threshold, half, part)
-    core = cv2.compare(contrast, threshold, cv2.CMP_GT) // 255
+    core = np.greater(contrast, threshold).view(np.uint8)  # 0/1
     if not core.any():
         return DustResult(image, 0, 0)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    n, labels, stats = blobs(core)
     keep = np.ones(n, bool)
     keep[0] = False
     big = max_size + 2  # the light blur spreads a speck by about a pixel each way
@@ -82,8 +82,9 @@ def find_and_remove(
     picture = judge.pixels_in_motion(stats[one, cv2.CC_STAT_TOP], stats[one, cv2.CC_STAT_LEFT])
     keep[one[picture]] = False
     kept = int(picture.sum())
-    for i in np.flatnonzero(keep & (stats[:, cv2.CC_STAT_AREA] > 1)):
-        x, y, w, h, area = (int(v) for v in stats[i])
+    rows = stats.tolist()
+    for i in np.flatnonzero(keep & (stats[:, cv2.CC_STAT_AREA] > 1)).tolist():
+        x, y, w, h, area = rows[i]
         if w > big or h > big or area > big * big:
             keep[i] = False  # too large for a speck: a change of the picture
         elif judge.is_picture(i, (x, y, w, h), area):
@@ -92,13 +93,13 @@ def find_and_remove(
     specks = int(keep.sum())
     if specks == 0:
         return DustResult(image, 0, kept)
-    core = keep[labels].astype(np.uint8)
+    core = np.take(keep.view(np.uint8), labels)
     # grow into the speck's faint rim (same direction, a third of the threshold), 2 px
     weak = cv2.compare(contrast, third, cv2.CMP_GT)  # 0/255: ANDed with 0/1 gives 0/1
     grown = cv2.dilate(core, _ELLIPSE5) & weak | cv2.dilate(core, _SQUARE3)
     # soft edge: the share of the 3x3 around that is grown (1 on the grown pixels)
     around = cv2.boxFilter(grown, -1, (3, 3), normalize=False)
-    ys, xs = np.nonzero(around)
+    ys, xs = nonzero(around)
     pair = pair_of[ys, xs].astype(np.int16) - 1
     valid = pair >= 0
     ys, xs, pair = ys[valid], xs[valid], pair[valid]
@@ -215,7 +216,8 @@ def _contrast(
         cv2.bitwise_or(
             odd[win], cv2.bitwise_or(outside, cv2.bitwise_not(agree)), odd[win], mask=use
         )
-        pair_of[win][use > 0] = p + 1  # trusted pair: later pairs do not overrule it
+        # trusted pair: later pairs do not overrule it (``use`` is 0 where one is set)
+        cv2.bitwise_or(pair_of[win], p + 1, pair_of[win], mask=use)
         cv2.bitwise_and(free[win], cv2.bitwise_not(use), free[win])
         if not cv2.countNonZero(free):
             break

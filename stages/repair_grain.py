@@ -63,7 +63,8 @@ def average(
     total = np.ones(luma.shape, np.float32)
     for nb in neighbours:
         diff = cv2.blur(cv2.absdiff(luma, nb.luma), BOX)
-        diff[~nb.ok] = 255
+        # 255 where distrusted (an OR with the 0/255 mask of distrust: no boolean indexing)
+        cv2.bitwise_or(diff, cv2.compare(nb.ok.view(np.uint8), 0, cv2.CMP_EQ), diff)
         w = cv2.LUT(diff, lut)
         # running weighted mean: (total * mean + w * nb) / (total + w)
         mean = cv2.blendLinear(mean, nb.rgb.astype(np.float32), total, w)

@@ -126,9 +126,11 @@ def in_motion(
     contrast), which the sliver along a moving edge does not; a large blob gets no such
     benefit (a wrong large patch shows: a piece of a limb pasted over)."""
     win, blob, ring = _blob_and_ring(labels, label, box)
-    if not ring.any():
+    around = cv2.countNonZero(ring.view(np.uint8))
+    if not around:
         return False
-    frac = float(odd[win][ring].mean())
+    # the share of the ring that is odd (counted by OpenCV: the same as numpy's mean)
+    frac = cv2.countNonZero(cv2.bitwise_and(odd[win].view(np.uint8), ring.view(np.uint8))) / around
     if frac <= RING_MAX_ODD:
         return False
     area = int(blob.sum())
@@ -147,10 +149,10 @@ def _blob_and_ring(
     x, y, bw, bh = box
     r = RING
     win = slice(max(0, y - r), min(h, y + bh + r)), slice(max(0, x - r), min(w, x + bw + r))
-    blob = labels[win] == label
-    blob8 = blob.astype(np.uint8)
-    ring = cv2.dilate(blob8, _RING_OUT).astype(bool) & ~cv2.dilate(blob8, _SQUARE3).astype(bool)
-    return win, blob, ring
+    blob = (labels[win] == label).view(np.uint8)
+    # the ellipse holds the 3x3 square: the difference of the two dilations is the ring
+    ring = cv2.subtract(cv2.dilate(blob, _RING_OUT), cv2.dilate(blob, _SQUARE3))
+    return win, blob.view(bool), ring.view(bool)
 
 
 def _compact(area: int, box: tuple[int, int, int, int]) -> bool:
@@ -194,6 +196,8 @@ def one_sided(
     h, w = labels.shape
     x, y, bw, bh = box
     found = pair_of[y : y + bh, x : x + bw][labels[y : y + bh, x : x + bw] == label]
+    if found.max() <= min(ONE_SIDED):  # pair_of is the index + 1: none found one-sided
+        return False
     pairs = set((found.astype(np.int16) - 1).tolist()) & set(ONE_SIDED)
     if not pairs:
         return False

@@ -324,3 +324,29 @@ def test_small_flow_holes_are_filled_from_around():
     assert trusted[20:24, 30:34].all()
     np.testing.assert_allclose(out[20:24, 30:34], grid[20:24, 30:34] + [3.0, -1.0], atol=0.01)
     assert not trusted[35:58, 5:40].any()
+
+
+def test_nonzero_and_blobs_match_numpy_and_opencv_defaults():
+    """The fast helpers give what they stand in for: np.nonzero's pixels in its order,
+    and the same 8-connected blobs (as sets of pixels, with their stats) as OpenCV's
+    default algorithm; nothing set gives empty arrays."""
+    from stages.repair_align import blobs, nonzero
+
+    rng = np.random.default_rng(3)
+    mask = (rng.random((61, 83)) > 0.93).astype(np.uint8)
+    mask[10:14, 20:23] = 1  # a blob of more than one pixel
+    for m in (mask, mask.astype(bool), mask * np.uint8(7)):
+        ys, xs = nonzero(m)
+        want = np.nonzero(m)
+        np.testing.assert_array_equal(ys, want[0])
+        np.testing.assert_array_equal(xs, want[1])
+    ys, xs = nonzero(np.zeros((5, 6), np.uint8))
+    assert ys.size == 0 and xs.size == 0
+    n, labels, stats = blobs(mask)
+    n0, labels0, stats0, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    assert n == n0 > 20
+    # the same partition of the pixels: each label maps to exactly one default label
+    pairs = set(zip(labels.ravel().tolist(), labels0.ravel().tolist(), strict=True))
+    assert len(pairs) == n
+    order = {a: b for a, b in pairs}
+    np.testing.assert_array_equal(stats0[[order[i] for i in range(n)]], stats)
