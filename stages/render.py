@@ -8,10 +8,12 @@ Each side is then blended with the previous frame's side warped into the current
 whose registration cannot be trusted cannot be related to the one before either): what
 is rendered from a fixed panorama moves with the camera anyway, so this only damps what
 changes from frame to frame for other reasons (the per-frame colour match's local
-changes, resampling shimmer), the temporal flicker that a viewer sees in the sides; the
-seam's cross-fade with the mirrored original is left as rendered, so a character at the
-frame edge still dissolves outwards at once. Each side's mean colour stays the current
-rendering's, so film flicker and exposure changes still pass at once."""
+changes, resampling shimmer), the temporal flicker that a viewer sees in the sides. The
+seam's cross-fade with the mirrored original (:meth:`stages.resample.Resampler.mirror`)
+is laid on after following: the panorama under it follows, the mirror is the current
+frame's, so a character at the frame edge still dissolves outwards at once. Each side's
+mean colour stays the current rendering's, so film flicker and exposure changes still
+pass at once."""
 
 from __future__ import annotations
 
@@ -150,20 +152,22 @@ class Renderer:
             if weight <= WEIGHT_EPS:
                 return None, (view, view)
             moved = render.side_views(frame, panorama, view, unreliable, falloff)
-            return render.render(frame, panorama, view, unreliable, falloff, gate, moved), moved
+            out = render.render(frame, panorama, view, unreliable, falloff, gate, moved, False)
+            return out, moved
 
         pairs = list(zip(frames, views, strict=True))
         shares = list(ahead(agree, pairs, self.submit))
         weights = registration * self.confidence.agreement(np.array(shares))
         ox, w = render.offset, render.in_width
-        # not the seam's cross-fade: the original mirrored there follows the picture itself
-        sides = [(0, ox - render.fade), (ox + w + render.fade, render.out_width)]
+        # the seam's cross-fade too: the original is mirrored there only after following
+        sides = [(0, ox), (ox + w, render.out_width)]
         # output, its sides' views, weight
         previous: tuple[np.ndarray, tuple[np.ndarray, ...], float] | None = None
         items = [(f, v, float(wt)) for (f, v), wt in zip(pairs, weights, strict=True)]
         for (frame, _, weight), (out, moved) in zip(
             items, ahead(draw, items, self.submit), strict=True
         ):
+            drawn = out is not None
             if weight < 1 - WEIGHT_EPS:
                 out = self._blend(out, self.own.render(frame, gate), weight, gate)
             assert out is not None
@@ -172,7 +176,10 @@ class Renderer:
                 if trust > WEIGHT_EPS:
                     moves = [np.linalg.inv(p) @ v for p, v in zip(previous[1], moved, strict=True)]
                     follow(out, previous[0], moves, sides, 1 - (1 - FOLLOW) * trust)
-            previous = out.copy(), moved, weight  # the caller may change what it gets
+            # before the mirror: what follows is the panorama's, not the edge's reflection
+            previous = out.copy(), moved, weight
+            if drawn:
+                render.mirror(out, unreliable)
             yield out
 
     def _blend(

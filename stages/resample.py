@@ -110,6 +110,7 @@ class Resampler:
         falloff: np.ndarray | None = None,
         gate: GatePatch | None = None,
         sides: tuple[np.ndarray, np.ndarray] | None = None,
+        mirror: bool = True,
     ) -> np.ndarray:
         """Widened frame. ``view`` maps output pixels to ``panorama`` pixels
         (:func:`stages.regions.view_to_canvas`), ``sides`` those of the left and right
@@ -117,7 +118,8 @@ class Resampler:
         frame pixels that must not be mirrored outwards; ``falloff`` ((h, out_width, 3)
         float32) multiplies the panorama where it is rendered (the lens's vignetting,
         :mod:`stages.vignette`); ``gate``: the film gate inside the picture, which the
-        panorama then covers, feathered (the rest of the original stays exact)."""
+        panorama then covers, feathered (the rest of the original stays exact);
+        ``mirror`` False leaves the seam's cross-fade to the caller (:meth:`mirror`)."""
         h, w = self.height, self.in_width
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 {(h, w, 3)}, got {frame.dtype} {frame.shape}")
@@ -145,22 +147,38 @@ class Resampler:
             offset = self._colour_offset(orig, band, ~bad, is_left, width)
             # one saturating, rounding add: uint8 + float32 offset -> uint8
             side = cv2.add(side, offset, dtype=cv2.CV_8U)
-            bo = min(self.fade, width)
-            if bo > 0:  # the original mirrored across its edge fades into the panorama
-                fade = self._fade[:bo]  # 1 at the edge -> 0 after bo columns
-                if is_left:
-                    mirror, mbad = orig[:, :bo][:, ::-1], bad[:, :bo][:, ::-1]
-                    fade, cols = fade[::-1], slice(width - bo, width)
-                else:
-                    mirror, mbad = orig[:, b - bo :][:, ::-1], bad[:, b - bo :][:, ::-1]
-                    cols = slice(0, bo)
-                alpha = np.where(mbad, np.float32(0), fade[None, :])
-                side[:, cols] = cv2.blendLinear(mirror, side[:, cols], alpha, 1 - alpha)
             if is_left:
                 out[:, :ox] = side
             else:
                 out[:, ox + w :] = side
+        if mirror:
+            self.mirror(out, unreliable)
         return out
+
+    def mirror(self, out: np.ndarray, unreliable: np.ndarray | None = None) -> None:
+        """In place: in the first ``fade`` columns outside the original (``out``'s
+        centre), cross-fade the original mirrored across its edge into what is there
+        (smoothstep, fully the mirror at the edge); ``unreliable`` pixels of the original
+        are not mirrored."""
+        h, w, ox, b = self.height, self.in_width, self.offset, self.band
+        for is_left, width in ((True, ox), (False, self.out_width - ox - w)):
+            bo = min(self.fade, width)
+            if bo <= 0:
+                continue
+            fade = self._fade[:bo]  # 1 at the edge -> 0 after bo columns
+            fcols = slice(0, b) if is_left else slice(w - b, w)
+            orig = out[:, ox + fcols.start : ox + fcols.stop]
+            bad = np.zeros((h, b), bool) if unreliable is None else unreliable[:, fcols]
+            if is_left:
+                mirror, mbad = orig[:, :bo][:, ::-1], bad[:, :bo][:, ::-1]
+                fade, cols = fade[::-1], slice(ox - bo, ox)
+            else:
+                mirror, mbad = orig[:, b - bo :][:, ::-1], bad[:, b - bo :][:, ::-1]
+                cols = slice(ox + w, ox + w + bo)
+            alpha = np.where(mbad, np.float32(0), fade[None, :])
+            out[:, cols] = cv2.blendLinear(
+                np.ascontiguousarray(mirror), out[:, cols], alpha, 1 - alpha
+            )
 
     def side_views(
         self,

@@ -16,6 +16,7 @@ from stages import render
 from stages.base import VideoInfo, Window, widened_width
 from stages.outpaint import PanoramaOutpaint
 from stages.render import FOLLOW, add_offsets, follow
+from stages.resample import Resampler
 from tests.synthetic import panning_clip
 
 W, H = 160, 120
@@ -98,6 +99,36 @@ def test_following_lowers_the_temporal_error_of_the_sides(monkeypatch: pytest.Mo
     for a, b, f in zip(followed, alone, frames, strict=True):
         assert np.array_equal(a[:, OX : OX + W], f) and np.array_equal(b[:, OX : OX + W], f)
     assert side_tde(followed, truth) < 0.995 * side_tde(alone, truth)
+
+
+def test_the_seam_cross_fade_follows_the_panorama_under_the_mirror(monkeypatch: pytest.MonkeyPatch):
+    """The panorama under the seam's cross-fade follows too (the mirrored original on top
+    stays the current frame's: tests/test_outpaint.py, the character at the edge)."""
+    frames, _ = grainy_pan()
+    fade = Resampler(W, OUT_W, H).fade
+    followed = widen(frames)
+    monkeypatch.setattr(render, "FOLLOW", 1.0)
+    alone = widen(frames)
+    cols = np.r_[OX - fade : OX, OX + W : OX + W + fade]
+    a = [f[:, cols] for f in followed]
+    b = [f[:, cols] for f in alone]
+    assert all(np.array_equal(x, y) for x, y in zip(a[:1], b[:1], strict=True))
+    assert sum(not np.array_equal(x, y) for x, y in zip(a, b, strict=True)) > len(a) // 2
+
+
+def test_mirror_afterwards_is_the_mirror_of_render():
+    rng = np.random.default_rng(3)
+    pano = rng.integers(0, 255, (H + 40, OUT_W + 60, 3)).astype(np.uint8)
+    frame = rng.integers(0, 255, (H, W, 3)).astype(np.uint8)
+    view = np.array([[1.0, 0, 20.5], [0, 1, 10.25], [0, 0, 1]])
+    unreliable = np.zeros((H, W), bool)
+    unreliable[:10] = True
+    rs = Resampler(W, OUT_W, H)
+    whole = rs.render(frame, pano, view, unreliable)
+    later = rs.render(frame, pano, view, unreliable, mirror=False)
+    assert not np.array_equal(whole, later)
+    rs.mirror(later, unreliable)
+    assert np.array_equal(whole, later)
 
 
 def test_film_flicker_passes_into_the_sides_at_once():
