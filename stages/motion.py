@@ -77,11 +77,9 @@ def is_flat(rgb: np.ndarray) -> bool:
     return d < FLAT_STD or extreme and d < 4 * FLAT_STD
 
 
-def normalized_gray(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Gray image at ``size`` (w, h) with mean/contrast normalised, so flicker and flashes
-    do not break brightness-constancy tracking."""
-    if rgb.shape[1::-1] != size:
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+def normalized_gray(rgb: np.ndarray) -> np.ndarray:
+    """Gray image of ``rgb`` (already at the working size) with mean/contrast normalised,
+    so flicker and flashes do not break brightness-constancy tracking."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     mean, std = float(gray.mean()), float(gray.std())
     np.subtract(gray, mean, out=gray)  # in place: the same float32 steps, no temporaries
@@ -263,7 +261,7 @@ class MotionTracker:
                 raise ValueError(f"small frame {i} is {small[i].shape}, expected size {size}")
             else:
                 shrunk = small[i]
-            gray = normalized_gray(shrunk, size)
+            gray = normalized_gray(shrunk)
             mask = None
             if masks is not None:
                 mask = cv2.resize(masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)

@@ -58,6 +58,12 @@ def warp_area(
     return area
 
 
+def largest_channel(a: np.ndarray) -> np.ndarray:
+    """The largest of the three channels of ``a`` (h, w, 3), pairwise: numpy's reduction
+    over a trailing axis of 3 (``a.max(2)``) is several times slower."""
+    return np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
+
+
 def box_rows(a: np.ndarray, k: int) -> np.ndarray:
     """Mean over ``k`` (odd, < 2 * len(a)) neighbouring rows of a 2-D array, borders
     reflected as ``cv2.blur`` does; a cumulative sum, several times faster than
@@ -264,9 +270,7 @@ class Resampler:
                 continue
             diff = cv2.subtract(frame[:, cols], strip, dtype=cv2.CV_16S)
             dev = cv2.absdiff(diff, cv2.mean(diff, ok8))  # off the band's colour difference
-            # (numpy's reduction over a trailing axis of 3 is slow: the channels pairwise)
-            largest = np.maximum(np.maximum(dev[..., 0], dev[..., 1]), dev[..., 2])
-            close = (largest < levels) & (ok8 > 0)
+            close = (largest_channel(dev) < levels) & (ok8 > 0)
             out.append(float(np.count_nonzero(close)) / n)
         return out[0], out[1]
 
@@ -278,9 +282,8 @@ class Resampler:
         difference at the outer edge."""
         h, b = ok.shape
         diff = cv2.subtract(orig, pano, dtype=cv2.CV_32F)
-        ad = np.abs(diff)  # (numpy reductions over a trailing axis of 3 are slow: slices)
         # exposure drift is small; big differences are characters or occlusions: skip them
-        ok = ok & (np.maximum(np.maximum(ad[..., 0], ad[..., 1]), ad[..., 2]) < 32)
+        ok = ok & (largest_channel(np.abs(diff)) < 32)
         n = int(np.count_nonzero(ok))
         if n < 4:
             return np.zeros((h, width, 3), np.float32)
