@@ -41,8 +41,9 @@ MODELS = ("panzoom", "similarity", "homography", "auto")
 LOST_AFTER = 3  # failed frames in a row that end a background segment (a flash is shorter)
 # a frame's area scale on the reference (at any corner) outside [1 / this, this], or its
 # corners' scales differing by this factor: the reference plane no longer suits the view
-# (a pan past ~60 degrees, a strong zoom), and a new reference takes over
-MAX_DISTORTION = 2.25
+# (a wide turn, a zoom by 2), and a new reference takes over; not sooner, since each new
+# reference splits a window into parts that restart the sides' following (stages.render)
+MAX_DISTORTION = 4.0
 # frames whose grey level spreads less than this (levels, std), or less than 4 times it
 # with a mean within FLAT_MEAN of black or white, carry no geometry: fades, flashes, blanks
 FLAT_STD = 3.0

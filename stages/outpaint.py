@@ -4,7 +4,8 @@ Per window of a scene: register every frame (:mod:`stages.registrar`, started ah
 :meth:`PanoramaOutpaint.peek`; :mod:`stages.motion`), which also splits the scene into
 background segments linked by verified registration; then, part by part (a run of
 frames in one segment, or in none): make the segment's samples (:mod:`stages.samples`:
-sample frames, lens falloff divided out, film gate and foreground masked), composite
+sample frames, lens falloff divided out, film gate and foreground masked; a part that
+the segment goes on from by a new reference takes the next part's frames too), composite
 them into the segment's panorama (:mod:`stages.panorama`), fill what no frame showed
 once in panorama space (:mod:`stages.display`, with the ``fill`` handed in, classical by
 default), and render each frame (:mod:`stages.render`): the sides from the filled
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,25 @@ def parts(motions: list[Motion]) -> list[tuple[int, int]]:
             out.append((i, i + 1))
         else:
             out[-1] = (out[-1][0], i + 1)
+    return out
+
+
+def continuation(motions: list[Motion], stop: int) -> list[Motion]:
+    """The motions of the part of the window that starts at ``stop``, re-expressed in the
+    reference of the part before it, when that part goes on from it by a new reference
+    (``link``); else none. A fast pan's leading side shows background that only the next
+    part's frames see: as samples of this part's panorama, it is real there instead of
+    filled, and the fill does not jump to it at the new reference."""
+    if stop >= len(motions) or motions[stop].link is None:
+        return []
+    back = np.linalg.inv(motions[stop].link)
+    segment = motions[stop].segment
+    out = []
+    for m in motions[stop:]:
+        if m.segment != segment or (m is not motions[stop] and m.link is not None):
+            break
+        H = back @ m.H
+        out.append(replace(m, H=H / H[2, 2], segment=segment - 1, link=None))
     return out
 
 
@@ -222,7 +242,7 @@ class PanoramaOutpaint(Stage):
             self._confidence.reset()
         registration = self._confidence.registration(motions)
         for start, stop in parts(motions):
-            part = self._part(window, start, stop, motions[start:stop])
+            part = self._part(window, start, stop, motions[start:stop], continuation(motions, stop))
             part.registration = registration[start:stop]
             if not self.fill.in_background:
                 yield from self._release(part)
@@ -231,8 +251,17 @@ class PanoramaOutpaint(Stage):
             if previous is not None:
                 yield from self._release(previous)
 
-    def _part(self, window: Window, start: int, stop: int, motions: list[Motion]) -> _Part:
-        """Composite the frames ``start:stop`` of the window (one segment, or none)."""
+    def _part(
+        self,
+        window: Window,
+        start: int,
+        stop: int,
+        motions: list[Motion],
+        ahead: list[Motion] | None = None,
+    ) -> _Part:
+        """Composite the frames ``start:stop`` of the window (one segment, or none), with
+        the frames from ``stop`` on as samples too, placed by ``ahead`` (see
+        :func:`continuation`)."""
         assert self._info is not None
         w, h = self._info.width, self._info.height
         frames = window.frames[start:stop]
@@ -240,7 +269,8 @@ class PanoramaOutpaint(Stage):
         if motions[0].placed:
             continues = window.continues or start > 0
             display = self._display_for(window.scene, motions[0], continues)
-            views = self._composite(display, frames, motions, len(frames) / len(window))
+            more = window.frames[stop : stop + len(ahead or [])]
+            views = self._composite(display, frames, motions, len(window), more, ahead or [])
             falloff = self._falloff(display)
         last = window.last and stop == len(window)
         unreliable = self._gate.mask((w, h), margin=False)
@@ -342,11 +372,18 @@ class PanoramaOutpaint(Stage):
             part.display.dump(self.dump_dir)
 
     def _composite(
-        self, display: SceneDisplay, frames: list[np.ndarray], motions: list[Motion], share: float
+        self,
+        display: SceneDisplay,
+        frames: list[np.ndarray],
+        motions: list[Motion],
+        window: int,
+        more: list[np.ndarray],
+        ahead: list[Motion],
     ) -> list[np.ndarray]:
-        """Add registered frames of one segment (``share`` of their window) to its
-        display's panorama and start the fill of what their views need; returns each
-        frame's output-to-canvas matrix."""
+        """Add registered frames of one segment (of a ``window`` frames long) and the
+        frames ``more`` after them (placed by ``ahead``, on the same reference) to its
+        display's panorama and start the fill of what the frames' views need; returns
+        each frame's output-to-canvas matrix."""
         assert self._info is not None and self._resampler is not None
         assert self._sampler is not None
         h = self._info.height
@@ -354,7 +391,9 @@ class PanoramaOutpaint(Stage):
         Hs = [m.H for m in motions]
         old = display.pano.canvas
         canvas = display.pano.grow(quad_bounds(Hs, out_w, h, left=-ox), *self._canvas_limits())
-        samples, to_ref, valids, picked = self._sampler(display, frames, motions, share)
+        samples, to_ref, valids, picked = self._sampler(
+            display, [*frames, *more], [*motions, *ahead], (len(frames) + len(more)) / window
+        )
         times = [float(display.frames_seen + i) for i in picked]
         updated = display.pano.add(samples, to_ref, valids, times)
         display.frames_seen += len(frames)

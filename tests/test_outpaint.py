@@ -414,3 +414,46 @@ def test_lost_motion_is_one_summary_line_at_the_end(caplog):
         list(st.finish())
     assert "camera motion not found" not in caplog.text
     st.close()
+
+
+def test_continuation_places_the_next_parts_frames_on_this_parts_reference():
+    """The frames after a new reference, up to the next one, re-expressed through the
+    link in the reference before it; nothing when the next part is not linked."""
+    from stages.motion import Motion
+    from stages.outpaint import continuation
+
+    def shift(dx):
+        return np.array([[1.0, 0, dx], [0, 1, 0], [0, 0, 1]])
+
+    link = np.linalg.inv(shift(30.0))  # old reference -> new (frame 3)
+    ms = [Motion(shift(10.0 * i), True, segment=0) for i in range(3)]
+    ms += [Motion(np.eye(3), True, segment=1, link=link)]
+    ms += [Motion(shift(10.0), True, segment=1), Motion(shift(20.0), False, segment=1)]
+    ms += [Motion(np.eye(3), True, segment=2, link=link)]
+    got = continuation(ms, 3)
+    assert len(got) == 3  # stops at the next new reference
+    for k, m in enumerate(got):
+        assert np.allclose(m.H, shift(30.0 + 10.0 * k)) and m.segment == 0 and m.link is None
+    assert [m.ok for m in got] == [True, True, False]
+    assert continuation(ms, 2) == [] and continuation(ms, len(ms)) == []
+
+
+def test_a_part_before_a_new_reference_shows_what_the_next_part_sees(clip, monkeypatch):
+    """A pan that goes on from a new reference every few frames: the leading side of the
+    frames before each new reference shows the real background that only the frames
+    after it saw (their samples are the earlier part's too), not a fill."""
+    import stages.motion
+
+    def far(H, size):  # a new reference every 24 px of pan
+        return 10.0 if abs(H[0, 2]) > 24 * size[0] / W else 1.0
+
+    monkeypatch.setattr(stages.motion, "distortion", far)
+    out = run(clip.frames)
+    rows = np.r_[0:34, 86:H]
+    errs = [
+        np.abs(
+            out[i].image[rows, 2 : OX - 2].astype(int) - truth_view(clip, i)[rows, 2 : OX - 2]
+        ).mean()
+        for i in (9, 10, 11)  # pan left: the left side leads; a new reference at frame 13
+    ]
+    assert max(errs) < 5.0, errs
