@@ -257,7 +257,7 @@ class PanoramaOutpaint(Stage):
         start: int,
         stop: int,
         motions: list[Motion],
-        ahead: list[Motion] | None = None,
+        ahead: list[Motion],
     ) -> _Part:
         """Composite the frames ``start:stop`` of the window (one segment, or none), with
         the frames from ``stop`` on as samples too, placed by ``ahead`` (see
@@ -269,8 +269,8 @@ class PanoramaOutpaint(Stage):
         if motions[0].placed:
             continues = window.continues or start > 0
             display = self._display_for(window.scene, motions[0], continues)
-            more = window.frames[stop : stop + len(ahead or [])]
-            views = self._composite(display, frames, motions, len(window), more, ahead or [])
+            more = window.frames[stop : stop + len(ahead)]
+            views = self._composite(display, frames, motions, len(window), more, ahead)
             falloff = self._falloff(display)
         last = window.last and stop == len(window)
         unreliable = self._gate.mask((w, h), margin=False)
