@@ -18,6 +18,9 @@ and the per-frame fallback; the product is the weight of the panorama in the sid
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
 from stages.motion import Motion
@@ -63,6 +66,35 @@ def smooth(values: np.ndarray, before: float | None = None, ramp: int = RAMP) ->
     return out
 
 
+def smooth_stream(
+    values: Iterable[float], before: float | None = None, ramp: int = RAMP
+) -> Iterator[float]:
+    """:func:`smooth` of values in [0, 1] as they come: each smoothed value once ``ramp``
+    later values are known, the same number as ``smooth`` gives for the whole sequence
+    (a later value cannot pull it down: climbing by ``1 / ramp`` a frame, even 0 is back
+    at 1 within ``ramp`` frames)."""
+    step = 1.0 / ramp
+    ahead: deque[float] = deque()  # after the forward pass, not yielded yet
+    prev = None if before is None else float(before)
+
+    def first() -> float:
+        """The oldest value after the backward pass over what is known."""
+        out = ahead[-1]
+        for v in list(ahead)[-2::-1]:
+            out = min(v, out + step)
+        return out
+
+    for v in values:
+        prev = float(v) if prev is None else min(float(v), prev + step)
+        ahead.append(prev)
+        if len(ahead) > 2 * ramp:  # twice what is needed: the equality has no edge cases
+            yield first()
+            ahead.popleft()
+    while ahead:
+        yield first()
+        ahead.popleft()
+
+
 class Confidence:
     """Per-side weights of the panorama for the frames of one scene, part by part, with
     the smoothing carried across parts and windows."""
@@ -85,11 +117,15 @@ class Confidence:
     def agreement(self, shares: np.ndarray) -> np.ndarray:
         """Smoothed agreement weights (n,) from the seam-band agreement shares (n, 2: left,
         right) of a part's frames, in order."""
-        best = np.asarray(shares, np.float64).reshape(-1, 2).max(1)
-        out = smooth(ramp(best, AGREE_LOW, AGREE_HIGH), self._agree)
-        if len(out):
-            self._agree = float(out[-1])
-        return out
+        return np.array(list(self.agreement_stream(np.asarray(shares).reshape(-1, 2))))
+
+    def agreement_stream(self, shares: Iterable[tuple[float, float]]) -> Iterator[float]:
+        """:meth:`agreement` as the shares come, each weight ``RAMP`` frames later (so a
+        part's rendering need not wait for all of its frames' shares)."""
+        best = (float(ramp(max(pair), AGREE_LOW, AGREE_HIGH)) for pair in shares)
+        for w in smooth_stream(best, self._agree):
+            self._agree = w
+            yield w
 
     def no_panorama(self) -> None:
         """Frames rendered without a panorama went by: agreement starts from nothing."""

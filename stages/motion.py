@@ -380,9 +380,9 @@ class MotionTracker:
         return H / H[2, 2], n_last, share, True
 
 
-# 15x15 windows: faster than 21x21, and no worse on the dev clips
+# 11x11 windows: half the cost of 15x15 per tracked point, and no worse over the dev set
 _LK = dict(
-    winSize=(15, 15),
+    winSize=(11, 11),
     maxLevel=3,
     criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01),
 )

@@ -156,14 +156,20 @@ def move_to(image: np.ndarray, old: Canvas, new: Canvas, fill: int = 0) -> np.nd
 
 
 def warp_sample(
-    image: np.ndarray, valid: np.ndarray, to_canvas: np.ndarray, canvas: Canvas
+    image: np.ndarray,
+    valid: np.ndarray,
+    to_canvas: np.ndarray,
+    canvas: Canvas,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One frame and its valid mask warped onto the canvas (mask eroded by the bilinear
-    footprint so frame-edge pixels mixed with the outside never count)."""
+    footprint so frame-edge pixels mixed with the outside never count); written into
+    ``out`` (uint8 image, bool mask, canvas size) when given, e.g. slices of a stack."""
     size = (canvas.width, canvas.height)
-    img = cv2.warpPerspective(image, to_canvas, size, flags=cv2.INTER_LINEAR)
+    img = None if out is None else out[0]
+    img = cv2.warpPerspective(image, to_canvas, size, dst=img, flags=cv2.INTER_LINEAR)
     m = cv2.warpPerspective(valid.astype(np.uint8) * 255, to_canvas, size, flags=cv2.INTER_LINEAR)
-    return img, m >= 250
+    return img, np.greater_equal(m, 250, out=None if out is None else out[1])
 
 
 def sorting_network(n: int) -> list[tuple[int, int]]:
@@ -340,19 +346,20 @@ class ScenePanorama:
         for y in range(rows.start, rows.stop, step):
             band = slice(y, min(y + step, rows.stop))
             sub = c.crop(band, cols)
+            # the samples are warped straight into their stacks (no copies to stack them)
+            stack = np.empty((len(pick), sub.height, sub.width, 3), np.uint8)
+            masks = np.empty(stack.shape[:3], bool)
 
-            def warp(i: int, sub: Canvas = sub) -> tuple[np.ndarray, np.ndarray]:
-                return warp_sample(frames[i], valid[i], sub.from_ref() @ Hs[i], sub)
+            def warp(k: int, sub: Canvas = sub, out: tuple = (stack, masks)) -> None:
+                i = pick[k]
+                warp_sample(
+                    frames[i], valid[i], sub.from_ref() @ Hs[i], sub, (out[0][k], out[1][k])
+                )
 
-            warped = list(self.map_fn(warp, pick))
-            img, known = composite(
-                np.stack([x[0] for x in warped]),
-                np.stack([x[1] for x in warped]),
-                picked_times,
-                self.mode,
-                self.map_fn,
-            )
-            del warped
+            for _ in self.map_fn(warp, range(len(pick))):
+                pass
+            img, known = composite(stack, masks, picked_times, self.mode, self.map_fn)
+            del stack, masks
             self.image[band, cols][known] = img[known]
             self.known[band, cols] |= known
             updated[band, cols] = known

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from stages.confidence import Confidence
+from stages.confidence import RAMP, Confidence
 from stages.fallback import FallbackRenderer
 from stages.gate import GatePatch
 from stages.resample import Resampler
@@ -38,9 +38,14 @@ FOLLOW = 0.25
 # frames of a part drawn from the panorama ahead of the one being followed, in the
 # stage's threads: enough to keep two threads busy; each holds one output frame
 DRAW_AHEAD = 2
+# frames looked at (seam agreement, side views) ahead of the one being drawn: a frame's
+# weight waits for the agreement of the RAMP frames after it (stages.confidence)
+LOOK_AHEAD = RAMP + DRAW_AHEAD
 
 T = TypeVar("T")
 Submit = Callable[..., "Future[Any]"]
+Views = tuple[np.ndarray, np.ndarray]  # a view per side: output pixels -> panorama pixels
+Looked = tuple[np.ndarray, np.ndarray, Views, float]  # frame, its view, side views, weight
 
 
 def ahead(
@@ -142,31 +147,40 @@ class Renderer:
         the rest). Each side follows the previous frame's (:func:`follow`)."""
         render = self.resampler
 
-        def agree(frame: np.ndarray, view: np.ndarray) -> tuple[float, float]:
-            return render.agreement(frame, panorama, view, unreliable, falloff)
+        def look(frame: np.ndarray, view: np.ndarray) -> tuple[tuple[float, float], Views]:
+            return render.look(frame, panorama, view, unreliable, falloff)
 
         def draw(
-            frame: np.ndarray, view: np.ndarray, weight: float
-        ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
-            """The frame drawn from the panorama (None at weight 0), its sides' views."""
+            frame: np.ndarray, view: np.ndarray, moved: Views, weight: float
+        ) -> tuple[Looked, np.ndarray | None]:
+            """The frame drawn from the panorama (None at weight 0), after what it was
+            drawn with."""
             if weight <= WEIGHT_EPS:
-                return None, (view, view)
-            moved = render.side_views(frame, panorama, view, unreliable, falloff)
+                return (frame, view, moved, weight), None
             out = render.render(frame, panorama, view, unreliable, falloff, gate, moved, False)
-            return out, moved
+            return (frame, view, moved, weight), out
 
         pairs = list(zip(frames, views, strict=True))
-        shares = list(ahead(agree, pairs, self.submit))
-        weights = registration * self.confidence.agreement(np.array(shares))
+        looked: deque[tuple[np.ndarray, np.ndarray, Views]] = deque()
+
+        def shares() -> Iterator[tuple[float, float]]:
+            looks = ahead(look, pairs, self.submit, LOOK_AHEAD)
+            for (frame, view), (share, moved) in zip(pairs, looks, strict=True):
+                looked.append((frame, view, moved))
+                yield share
+
+        def weighted() -> Iterator[Looked]:
+            # a frame's weight is known RAMP frames on: drawing starts before all are looked at
+            agreement = self.confidence.agreement_stream(shares())
+            for reg, agree in zip(registration, agreement, strict=True):
+                yield (*looked.popleft(), float(reg * agree))
+
         ox, w = render.offset, render.in_width
         # the seam's cross-fade too: the original is mirrored there only after following
         sides = [(0, ox), (ox + w, render.out_width)]
         # output, its sides' views, weight
         previous: tuple[np.ndarray, tuple[np.ndarray, ...], float] | None = None
-        items = [(f, v, float(wt)) for (f, v), wt in zip(pairs, weights, strict=True)]
-        for (frame, _, weight), (out, moved) in zip(
-            items, ahead(draw, items, self.submit), strict=True
-        ):
+        for (frame, _, moved, weight), out in ahead(draw, weighted(), self.submit):
             drawn = out is not None
             if weight < 1 - WEIGHT_EPS:
                 out = self._blend(out, self.own.render(frame, gate), weight, gate)

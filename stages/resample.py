@@ -186,6 +186,29 @@ class Resampler:
                 np.ascontiguousarray(mirror), out[:, cols], alpha, 1 - alpha
             )
 
+    def look(
+        self,
+        frame: np.ndarray,
+        panorama: np.ndarray,
+        view: np.ndarray,
+        unreliable: np.ndarray | None = None,
+        falloff: np.ndarray | None = None,
+        levels: float = AGREE_LEVELS,
+    ) -> tuple[tuple[float, float], tuple[np.ndarray, np.ndarray]]:
+        """What a frame's rendering needs to know first, from the panorama warped into the
+        ``align`` columns inside each seam: how well it agrees with the frame in the seam
+        bands (:meth:`agreement`) and the view of each side (:meth:`side_views`)."""
+        h, w, ox, s, b = self.height, self.in_width, self.offset, self.align, self.band
+        shares, views = [], []
+        for cols, band in ((slice(0, s), slice(0, b)), (slice(w - s, w), slice(s - b, s))):
+            out_cols = slice(ox + cols.start, ox + cols.stop)
+            pano = warp_area(panorama, view, slice(0, h), out_cols, falloff)
+            bad = None if unreliable is None else unreliable[:, cols]
+            in_band = None if bad is None else bad[:, band]
+            shares.append(self._agree(frame[:, cols][:, band], pano[:, band], in_band, levels))
+            views.append(self._align(frame[:, cols], pano, view, bad))
+        return (shares[0], shares[1]), (views[0], views[1])
+
     def side_views(
         self,
         frame: np.ndarray,
@@ -200,21 +223,22 @@ class Resampler:
         most at the frame's edges, where the sides join, and its error changes from frame
         to frame (flicker in the sides). Unmoved where the match is weak or the shift
         large. ``unreliable`` pixels (film gate) count as black in both."""
-        h, w, ox, s = self.height, self.in_width, self.offset, self.align
-        out = []
-        for cols in (slice(0, s), slice(w - s, w)):
-            out_cols = slice(ox + cols.start, ox + cols.stop)
-            pano = warp_area(panorama, view, slice(0, h), out_cols, falloff)
-            a = cv2.cvtColor(frame[:, cols], cv2.COLOR_RGB2GRAY).astype(np.float32)
-            b = cv2.cvtColor(pano, cv2.COLOR_RGB2GRAY).astype(np.float32)
-            if unreliable is not None:
-                a[unreliable[:, cols]] = b[unreliable[:, cols]] = 0
-            (dx, dy), response = cv2.phaseCorrelate(a, b, self._window)
-            if not (response >= ALIGN_RESPONSE and max(abs(dx), abs(dy)) <= ALIGN_MAX):
-                out.append(view)
-            else:  # the panorama showed what the frame has at +(dx, dy): look there
-                out.append(view @ np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]]))
-        return out[0], out[1]
+        return self.look(frame, panorama, view, unreliable, falloff)[1]
+
+    def _align(
+        self, frame: np.ndarray, pano: np.ndarray, view: np.ndarray, bad: np.ndarray | None
+    ) -> np.ndarray:
+        """``view`` moved by the phase-correlation shift of ``pano`` against ``frame``
+        (the align columns), or as it is (see :meth:`side_views`)."""
+        a = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        b = cv2.cvtColor(pano, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        if bad is not None:
+            a[bad] = b[bad] = 0
+        (dx, dy), response = cv2.phaseCorrelate(a, b, self._window)
+        if not (response >= ALIGN_RESPONSE and max(abs(dx), abs(dy)) <= ALIGN_MAX):
+            return view
+        # the panorama showed what the frame has at +(dx, dy): look there
+        return view @ np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 
     def repair(
         self,
@@ -255,24 +279,24 @@ class Resampler:
         """How well the panorama agrees with the frame in the seam bands (left, right):
         the share of the band's usable pixels whose largest channel difference, after the
         band's mean colour difference, is under ``levels``; 1 with too few usable pixels
-        to say. Only the bands are warped (cheap beside :meth:`render`)."""
-        h, w, ox, b = self.height, self.in_width, self.offset, self.band
-        out = []
-        for cols in (slice(0, b), slice(w - b, w)):
-            out_cols = slice(ox + cols.start, ox + cols.stop)
-            strip = warp_area(panorama, view, slice(0, h), out_cols, falloff)
-            ok8 = np.ones((h, b), np.uint8)
-            if unreliable is not None:
-                ok8[unreliable[:, cols]] = 0
-            n = int(np.count_nonzero(ok8))
-            if n < 4 * b:
-                out.append(1.0)
-                continue
-            diff = cv2.subtract(frame[:, cols], strip, dtype=cv2.CV_16S)
-            dev = cv2.absdiff(diff, cv2.mean(diff, ok8))  # off the band's colour difference
-            close = (largest_channel(dev) < levels) & (ok8 > 0)
-            out.append(float(np.count_nonzero(close)) / n)
-        return out[0], out[1]
+        to say."""
+        return self.look(frame, panorama, view, unreliable, falloff, levels)[0]
+
+    def _agree(
+        self, frame: np.ndarray, pano: np.ndarray, bad: np.ndarray | None, levels: float
+    ) -> float:
+        """:meth:`agreement` of one seam band (``frame`` and ``pano`` there)."""
+        h, b = frame.shape[:2]
+        ok8 = np.ones((h, b), np.uint8)
+        if bad is not None:
+            ok8[bad] = 0
+        n = int(np.count_nonzero(ok8))
+        if n < 4 * b:
+            return 1.0
+        diff = cv2.subtract(frame, pano, dtype=cv2.CV_16S)
+        dev = cv2.absdiff(diff, cv2.mean(diff, ok8))  # off the band's colour difference
+        close = (largest_channel(dev) < levels) & (ok8 > 0)
+        return float(np.count_nonzero(close)) / n
 
     def _colour_offset(
         self, orig: np.ndarray, pano: np.ndarray, ok: np.ndarray, is_left: bool, width: int

@@ -12,6 +12,7 @@ from stages.confidence import (
     Confidence,
     registration,
     smooth,
+    smooth_stream,
 )
 from stages.motion import Motion
 
@@ -26,6 +27,20 @@ def test_smooth_stays_under_the_values_with_bounded_steps():
     assert out[55] == 0.0 and out[50 - RAMP // 2] <= 0.5 + 1e-12  # ramps down ahead
     one = smooth(np.ones(RAMP + 2), before=0.0)  # carried from a frame with nothing
     assert np.allclose(one[:RAMP], np.arange(1, RAMP + 1) / RAMP) and one[-1] == 1.0
+
+
+def test_smooth_stream_gives_the_same_numbers_as_smooth():
+    """Streamed, each value comes RAMP-odd frames later and is exactly the batch one,
+    for runs of zeros, ones, exact steps and carried-in values."""
+    rng = np.random.default_rng(1)
+    for t in range(400):
+        values = rng.uniform(0, 1, int(rng.integers(0, 5 * RAMP)))
+        values[rng.uniform(size=len(values)) < 0.2 * (t % 3)] = float(t % 2)
+        if t % 5 == 0:
+            values = np.round(values * RAMP) / RAMP
+        before = None if t % 4 == 0 else float(rng.uniform())
+        got = np.array(list(smooth_stream(values, before)))
+        assert np.array_equal(got, smooth(values, before)), t
 
 
 def test_registration_evidence():
@@ -50,3 +65,11 @@ def test_agreement_takes_the_better_seam_and_carries_across_parts():
     assert np.allclose(nxt, np.arange(1, 4) / RAMP)
     c.reset()
     assert np.allclose(c.agreement(np.array([[1.0, 1.0]])), 1.0)
+
+
+def test_agreement_stream_matches_agreement_and_carries_the_same():
+    shares = np.random.default_rng(2).uniform(0, 0.8, (3 * RAMP, 2))
+    a, b = Confidence(), Confidence()
+    assert np.array_equal(np.array(list(a.agreement_stream(shares))), b.agreement(shares))
+    more = np.array([[1.0, 1.0]] * 4)
+    assert np.array_equal(np.array(list(a.agreement_stream(more))), b.agreement(more))
