@@ -7,7 +7,7 @@ Two kinds of evidence, each in [0, 1]:
   interpolation, and a ramp on the share of tracked points the fit explained;
 * agreement (per frame, from the filled panorama): the share of the seam bands (the
   original's outermost columns) where the panorama warped into the frame agrees with the
-  frame itself (see :meth:`stages.resample.Resampler.agreement`), the better of the two
+  frame itself (see :meth:`stages.resample.Resampler.look`), the better of the two
   sides. A misregistered or unrelated panorama disagrees at both seams; a character
   crossing the frame edge usually at one, and there the panorama is still right.
 
@@ -114,14 +114,10 @@ class Confidence:
             self._reg = float(out[-1])
         return out
 
-    def agreement(self, shares: np.ndarray) -> np.ndarray:
-        """Smoothed agreement weights (n,) from the seam-band agreement shares (n, 2: left,
-        right) of a part's frames, in order."""
-        return np.array(list(self.agreement_stream(np.asarray(shares).reshape(-1, 2))))
-
-    def agreement_stream(self, shares: Iterable[tuple[float, float]]) -> Iterator[float]:
-        """:meth:`agreement` as the shares come, each weight ``RAMP`` frames later (so a
-        part's rendering need not wait for all of its frames' shares)."""
+    def agreement(self, shares: Iterable[tuple[float, float]]) -> Iterator[float]:
+        """Smoothed agreement weights from the seam-band agreement shares (left, right) of
+        a part's frames, in order, as the shares come: each weight ``RAMP`` frames later
+        (so a part's rendering need not wait for all of its frames' shares)."""
         best = (float(ramp(max(pair), AGREE_LOW, AGREE_HIGH)) for pair in shares)
         for w in smooth_stream(best, self._agree):
             self._agree = w

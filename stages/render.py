@@ -171,7 +171,7 @@ class Renderer:
 
         def weighted() -> Iterator[Looked]:
             # a frame's weight is known RAMP frames on: drawing starts before all are looked at
-            agreement = self.confidence.agreement_stream(shares())
+            agreement = self.confidence.agreement(shares())
             for reg, agree in zip(registration, agreement, strict=True):
                 yield (*looked.popleft(), float(reg * agree))
 

@@ -197,7 +197,8 @@ class Resampler:
     ) -> tuple[tuple[float, float], tuple[np.ndarray, np.ndarray]]:
         """What a frame's rendering needs to know first, from the panorama warped into the
         ``align`` columns inside each seam: how well it agrees with the frame in the seam
-        bands (:meth:`agreement`) and the view of each side (:meth:`side_views`)."""
+        bands, the ``band`` outermost columns of the original (left, right; see
+        :meth:`_agree`), and the view of each side (:meth:`side_views`)."""
         h, w, ox, s, b = self.height, self.in_width, self.offset, self.align, self.band
         shares, views = [], []
         for cols, band in ((slice(0, s), slice(0, b)), (slice(w - s, w), slice(s - b, s))):
@@ -267,25 +268,13 @@ class Resampler:
             out[rows, cols] = gate.blend(frame, patch, (rows, cols))
         return out
 
-    def agreement(
-        self,
-        frame: np.ndarray,
-        panorama: np.ndarray,
-        view: np.ndarray,
-        unreliable: np.ndarray | None = None,
-        falloff: np.ndarray | None = None,
-        levels: float = AGREE_LEVELS,
-    ) -> tuple[float, float]:
-        """How well the panorama agrees with the frame in the seam bands (left, right):
-        the share of the band's usable pixels whose largest channel difference, after the
-        band's mean colour difference, is under ``levels``; 1 with too few usable pixels
-        to say."""
-        return self.look(frame, panorama, view, unreliable, falloff, levels)[0]
-
     def _agree(
         self, frame: np.ndarray, pano: np.ndarray, bad: np.ndarray | None, levels: float
     ) -> float:
-        """:meth:`agreement` of one seam band (``frame`` and ``pano`` there)."""
+        """How well the panorama agrees with the frame in one seam band (``frame`` and
+        ``pano`` there): the share of the band's usable pixels whose largest channel
+        difference, after the band's mean colour difference, is under ``levels``; 1 with
+        too few usable pixels to say."""
         h, b = frame.shape[:2]
         ok8 = np.ones((h, b), np.uint8)
         if bad is not None:
