@@ -350,7 +350,9 @@ class ScenePanorama:
             stack = np.empty((len(pick), sub.height, sub.width, 3), np.uint8)
             masks = np.empty(stack.shape[:3], bool)
 
-            def warp(k: int, sub: Canvas = sub, out: tuple = (stack, masks)) -> None:
+            def warp(
+                k: int, sub: Canvas = sub, out: tuple[np.ndarray, ...] = (stack, masks)
+            ) -> None:
                 i = pick[k]
                 warp_sample(
                     frames[i], valid[i], sub.from_ref() @ Hs[i], sub, (out[0][k], out[1][k])

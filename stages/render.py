@@ -147,8 +147,13 @@ class Renderer:
         the rest). Each side follows the previous frame's (:func:`follow`)."""
         render = self.resampler
 
-        def look(frame: np.ndarray, view: np.ndarray) -> tuple[tuple[float, float], Views]:
-            return render.look(frame, panorama, view, unreliable, falloff)
+        def look(
+            frame: np.ndarray, view: np.ndarray, reg: float
+        ) -> tuple[tuple[float, float], Views]:
+            # a frame the registration rules out is not drawn: its agreement still counts
+            # in the smoothing, its side views are never used
+            align = reg > WEIGHT_EPS
+            return render.look(frame, panorama, view, unreliable, falloff, align=align)
 
         def draw(
             frame: np.ndarray, view: np.ndarray, moved: Views, weight: float
@@ -164,7 +169,8 @@ class Renderer:
         looked: deque[tuple[np.ndarray, np.ndarray, Views]] = deque()
 
         def shares() -> Iterator[tuple[float, float]]:
-            looks = ahead(look, pairs, self.submit, LOOK_AHEAD)
+            items = [(f, v, float(r)) for (f, v), r in zip(pairs, registration, strict=True)]
+            looks = ahead(look, items, self.submit, LOOK_AHEAD)
             for (frame, view), (share, moved) in zip(pairs, looks, strict=True):
                 looked.append((frame, view, moved))
                 yield share

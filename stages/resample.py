@@ -194,11 +194,13 @@ class Resampler:
         unreliable: np.ndarray | None = None,
         falloff: np.ndarray | None = None,
         levels: float = AGREE_LEVELS,
+        align: bool = True,
     ) -> tuple[tuple[float, float], tuple[np.ndarray, np.ndarray]]:
         """What a frame's rendering needs to know first, from the panorama warped into the
         ``align`` columns inside each seam: how well it agrees with the frame in the seam
         bands, the ``band`` outermost columns of the original (left, right; see
-        :meth:`_agree`), and the view of each side (:meth:`side_views`)."""
+        :meth:`_agree`), and the view of each side (:meth:`side_views`; ``view`` itself
+        without ``align``, for a frame that will not be drawn from the panorama)."""
         h, w, ox, s, b = self.height, self.in_width, self.offset, self.align, self.band
         shares, views = [], []
         for cols, band in ((slice(0, s), slice(0, b)), (slice(w - s, w), slice(s - b, s))):
@@ -207,7 +209,7 @@ class Resampler:
             bad = None if unreliable is None else unreliable[:, cols]
             in_band = None if bad is None else bad[:, band]
             shares.append(self._agree(frame[:, cols][:, band], pano[:, band], in_band, levels))
-            views.append(self._align(frame[:, cols], pano, view, bad))
+            views.append(self._align(frame[:, cols], pano, view, bad) if align else view)
         return (shares[0], shares[1]), (views[0], views[1])
 
     def side_views(
